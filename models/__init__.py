@@ -1,0 +1,1 @@
+"""Cost models: pure functions of hardware and workload specs ("how long does X take?")."""
