@@ -1,0 +1,1 @@
+"""Builders of per-layer workload descriptions, one module per model family."""
