@@ -1,0 +1,427 @@
+"""Compute cost of one training iteration on one GPU, layer by layer.
+
+Matrix layers (conv, linear, matmul) run at the matrix peak of the training precision
+times a saturating efficiency of the GEMM's size, and never faster than the bytes they
+move at the achieved memory bandwidth (roofline). Every other layer is memory-bound: the
+bytes it moves over the achieved bandwidth. The optimizer update (SGD with momentum) is
+memory-bound over the parameters.
+
+Each kernel takes at least ``kernel_launch_s``. A framework issues kernels from the host
+while the GPU runs earlier ones, so launch overhead hides behind a long kernel and bounds
+a short one: a kernel costs ``max(launch, work)``, not ``launch + work``.
+
+Constants come from ``data/calibration/<gpu-id>.json`` (the calibration harness) when it
+exists, else from the datasheet derating in ``data/calibration/defaults.toml``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pandas as pd
+
+from models.catalog import data_dir, read_toml
+from models.efficiency import saturating_efficiency
+from models.errors import ConfigError, require_choice, require_int, require_number
+from models.hardware import ACTIVATION_BYTES, GPUSpec
+from models.workloads import Workload, layer_table
+
+#: Columns of :func:`layer_times`, consumed by the simulation engine.
+LAYER_TIME_COLUMNS = ("name", "kind", "forward_s", "backward_input_s", "backward_weight_s",
+                      "update_s", "gradient_bytes")
+
+#: Precisions trained with automatic mixed precision: fp32 master weights, half-precision
+#: copies of the weights for the matrix math.
+MIXED_PRECISIONS = ("fp16", "bf16", "fp8")
+
+#: Activation layouts. ``nchw`` is PyTorch's default; ``nhwc`` (channels last) is what
+#: tensor-core convolutions read natively.
+MEMORY_FORMATS = ("nchw", "nhwc")
+#: Precisions trained channels-last when the layout is left to the framework's usual
+#: recipe: NVIDIA's DeepLearningExamples (e.g. ResNet-50 v1.5 PyTorch, ``--memory-format
+#: nhwc`` with ``--amp``) and PyTorch's channels-last tutorial pair it with mixed
+#: precision; fp32/tf32 runs keep the NCHW default.
+CHANNELS_LAST_PRECISIONS = MIXED_PRECISIONS
+
+#: SGD with momentum over fp32 state, per parameter: read parameter, gradient and
+#: momentum, write parameter and momentum (one fused kernel, as PyTorch's foreach/fused
+#: SGD and apex FusedSGD run it).
+SGD_MOMENTUM_BYTES_PER_PARAM = 5 * 4
+#: Mixed precision, per parameter and iteration: cast the fp32 master weight to a half
+#: copy for the matrix math (read 4 bytes, write 2), as torch.autocast does each forward.
+AMP_CAST_BYTES_PER_PARAM = 4 + 2
+
+
+@dataclass(frozen=True)
+class MemoryPass:
+    """One memory-bound kernel, its traffic in multiples of the layer's tensors.
+
+    ``x`` counts passes over input-sized tensors (reads of x, writes of dx), ``y`` passes
+    over output-sized tensors (reads of y or dy, writes of y).
+    """
+
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class MemoryTraffic:
+    """The kernels a memory-bound layer runs in each phase."""
+
+    forward: tuple[MemoryPass, ...]
+    backward_input: tuple[MemoryPass, ...]
+    backward_weight: tuple[MemoryPass, ...] = ()
+
+
+#: Kernels and bytes of each memory-bound kind, following PyTorch's CUDA kernels.
+MEMORY_TRAFFIC: Mapping[str, MemoryTraffic] = MappingProxyType({
+    # Training-mode batch norm runs two kernels each way (PyTorch
+    # aten/src/ATen/native/cuda/Normalization.cuh; cuDNN's spatial batch norm likewise):
+    # forward: collect statistics (read x), then normalize (read x, write y); backward:
+    # reduce sum(dy) and sum(dy * x_hat) for the parameter gradients (read x, dy), then
+    # the element-wise input gradient (read x, dy, write dx). The same two-pass rule is
+    # used for layer norm, whose PyTorch kernels also take a moments pass and a
+    # normalizing pass over rows too long to keep in registers.
+    "norm": MemoryTraffic(
+        forward=(MemoryPass(x=1, y=0), MemoryPass(x=1, y=1)),
+        backward_input=(MemoryPass(x=2, y=1),),
+        backward_weight=(MemoryPass(x=1, y=1),),
+    ),
+    # ReLU/GELU: read x, write y; backward reads the saved tensor and dy, writes dx.
+    "activation": MemoryTraffic(
+        forward=(MemoryPass(x=1, y=1),),
+        backward_input=(MemoryPass(x=1, y=2),),
+    ),
+    # Pooling reads its window once and writes y; backward reads dy and writes dx (the
+    # max-pool index tensor is left out).
+    "pool": MemoryTraffic(
+        forward=(MemoryPass(x=1, y=1),),
+        backward_input=(MemoryPass(x=1, y=1),),
+    ),
+    # Softmax reads a row and writes it (PyTorch keeps a row in registers or shared
+    # memory); backward reads y and dy, writes dx.
+    "softmax": MemoryTraffic(
+        forward=(MemoryPass(x=1, y=1),),
+        backward_input=(MemoryPass(x=1, y=2),),
+    ),
+    # Residual add, scaling, dropout: read operands, write result; backward: the gradient
+    # accumulation where the branches rejoin reads and writes the same sizes.
+    "elementwise": MemoryTraffic(
+        forward=(MemoryPass(x=1, y=1),),
+        backward_input=(MemoryPass(x=1, y=1),),
+    ),
+    # Embedding lookup gathers output-sized rows and writes them; backward scatter-adds
+    # dy into the weight gradient (read dy, read-modify-write rows). The indices are
+    # neglected and there is no input gradient.
+    "embedding": MemoryTraffic(
+        forward=(MemoryPass(x=0, y=2),),
+        backward_input=(),
+        backward_weight=(MemoryPass(x=0, y=3),),
+    ),
+})
+
+
+#: A tensor-core convolution phase on NCHW tensors: transpose the input-side operand
+#: in (read, write) and the output-side one (in or out), each its own kernel.
+NCHW_TRANSPOSES = (MemoryPass(x=2, y=0), MemoryPass(x=0, y=2))
+
+
+@dataclass(frozen=True)
+class GemmConstants:
+    """Saturating efficiency of one GEMM or convolution at one precision."""
+
+    peak_fraction: float
+    half_work_flop: float
+
+
+@dataclass(frozen=True)
+class ComputeConstants:
+    """What the compute model needs to know about one GPU beyond its datasheet."""
+
+    #: Asymptotic bandwidth a streaming kernel achieves, bytes/s.
+    memory_bandwidth_Bps: float
+    #: Bytes at which a memory-bound kernel reaches half that bandwidth.
+    memory_half_bytes: float
+    #: Least time one kernel takes as the framework issues it.
+    kernel_launch_s: float
+    #: Per training precision: efficiency curve of matrix kernels.
+    gemm: Mapping[str, GemmConstants]
+    #: Bandwidth of the fused optimizer update, bytes/s.
+    optimizer_update_Bps: float
+    #: Where the constants came from.
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gemm", MappingProxyType(dict(self.gemm)))
+        for name in ("memory_bandwidth_Bps", "kernel_launch_s", "optimizer_update_Bps"):
+            require_number(f"calibration.{name}", getattr(self, name), minimum=0.0,
+                           exclusive_minimum=True)
+        require_number("calibration.memory_half_bytes", self.memory_half_bytes, minimum=0.0)
+        for precision, curve in self.gemm.items():
+            require_number(f"calibration.gemm.{precision}.peak_fraction", curve.peak_fraction,
+                           minimum=0.0, maximum=1.0, exclusive_minimum=True)
+            require_number(f"calibration.gemm.{precision}.half_work_flop",
+                           curve.half_work_flop, minimum=0.0)
+
+    def gemm_curve(self, precision: str) -> GemmConstants:
+        if precision not in self.gemm:
+            raise ConfigError("precision", precision,
+                              "a precision with GEMM constants: " + ", ".join(self.gemm))
+        return self.gemm[precision]
+
+
+def _defaults_path() -> Path:
+    return data_dir() / "calibration" / "defaults.toml"
+
+
+@cache
+def _defaults_table() -> dict[str, Any]:
+    return read_toml(_defaults_path())
+
+
+def matrix_unit(gpu: GPUSpec, precision: str) -> str:
+    """``"tensor"`` when matrix math at this precision runs on tensor/matrix cores.
+
+    Told from the catalog alone: the matrix rate exceeds the general-purpose rate.
+    """
+    matrix = gpu.matrix_peak_flops_per_s(precision)
+    return "tensor" if matrix > gpu.vector_peak_flops_per_s(precision) else "simt"
+
+
+def default_constants(gpu: GPUSpec) -> ComputeConstants:
+    """Datasheet derating of ``defaults.toml``, one rule for every GPU."""
+    table = _defaults_table()
+    where = str(_defaults_path())
+    efficiency = require_number(f"{where}: memory_efficiency", table.get("memory_efficiency"),
+                                minimum=0.0, maximum=1.0, exclusive_minimum=True)
+    bandwidth_Bps = gpu.memory_bandwidth_Bps * efficiency
+    memory_half_s = require_number(f"{where}: memory_half_us", table.get("memory_half_us"),
+                                   minimum=0.0) * 1e-6
+    gemm_half_s = require_number(f"{where}: gemm_half_us", table.get("gemm_half_us"),
+                                 minimum=0.0) * 1e-6
+    gemm = {}
+    for precision in gpu.precisions:
+        unit = matrix_unit(gpu, precision)
+        fraction = require_number(f"{where}: gemm.{unit}.peak_fraction",
+                                  table.get("gemm", {}).get(unit, {}).get("peak_fraction"),
+                                  minimum=0.0, maximum=1.0, exclusive_minimum=True)
+        rate = gpu.matrix_peak_flops_per_s(precision) * fraction
+        gemm[precision] = GemmConstants(peak_fraction=fraction,
+                                        half_work_flop=rate * gemm_half_s)
+    return ComputeConstants(
+        memory_bandwidth_Bps=bandwidth_Bps,
+        memory_half_bytes=bandwidth_Bps * memory_half_s,
+        kernel_launch_s=require_number(f"{where}: kernel_launch_us",
+                                       table.get("kernel_launch_us"), minimum=0.0,
+                                       exclusive_minimum=True) * 1e-6,
+        gemm=gemm,
+        optimizer_update_Bps=bandwidth_Bps,
+        source=where,
+    )
+
+
+def calibration_path(gpu: GPUSpec) -> Path:
+    return data_dir() / "calibration" / f"{gpu.id}.json"
+
+
+def constants_from_calibration(gpu: GPUSpec, calibration: Mapping[str, Any],
+                               source: str = "calibration") -> ComputeConstants:
+    """Constants from a calibration file's dict (or its ``constants`` section).
+
+    A precision the calibration did not measure keeps its default GEMM curve.
+    """
+    if not isinstance(calibration, Mapping):
+        raise ConfigError("calibration", calibration,
+                          "'auto', None, a calibration dict or ComputeConstants")
+    if "gpu_id" in calibration and calibration["gpu_id"] != gpu.id:
+        raise ConfigError("calibration.gpu_id", calibration["gpu_id"],
+                          f"the id of the GPU being modelled, {gpu.id!r}")
+    constants = calibration.get("constants", calibration)
+    defaults = default_constants(gpu)
+    gemm = dict(defaults.gemm)
+    measured_gemm = constants.get("gemm") or {}
+    if not isinstance(measured_gemm, Mapping):
+        raise ConfigError("calibration.constants.gemm", measured_gemm,
+                          "a table of precision = {peak_fraction, half_work_flop}")
+    for precision, curve in measured_gemm.items():
+        if precision not in gemm:
+            continue
+        if not isinstance(curve, Mapping) or {"peak_fraction", "half_work_flop"} - curve.keys():
+            raise ConfigError(f"calibration.constants.gemm.{precision}", curve,
+                              "a table with peak_fraction and half_work_flop")
+        gemm[precision] = GemmConstants(curve["peak_fraction"], curve["half_work_flop"])
+
+    def value(name: str) -> Any:
+        if name not in constants:
+            raise ConfigError(f"calibration.constants.{name}", None,
+                              "a value (the field is required)")
+        return constants[name]
+
+    return ComputeConstants(
+        memory_bandwidth_Bps=value("memory_bandwidth_Bps"),
+        memory_half_bytes=value("memory_half_bytes"),
+        kernel_launch_s=value("kernel_launch_s"),
+        gemm=gemm,
+        optimizer_update_Bps=constants.get("optimizer_update_Bps")
+        or value("memory_bandwidth_Bps"),
+        source=source,
+    )
+
+
+def compute_constants(gpu: GPUSpec, calibration: Any = "auto") -> ComputeConstants:
+    """The constants for ``gpu``.
+
+    ``calibration``: ``"auto"`` reads ``data/calibration/<gpu-id>.json`` when it exists
+    and falls back to the defaults; ``None`` forces the defaults; a dict is a calibration
+    file's content (or its ``constants`` section); a :class:`ComputeConstants` is used
+    as is.
+    """
+    if isinstance(calibration, ComputeConstants):
+        return calibration
+    if calibration is None:
+        return default_constants(gpu)
+    if isinstance(calibration, str):
+        if calibration != "auto":
+            raise ConfigError("calibration", calibration,
+                              "'auto', None, a calibration dict or ComputeConstants")
+        path = calibration_path(gpu)
+        if not path.exists():
+            return default_constants(gpu)
+        try:
+            content = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ConfigError("calibration file", str(path), f"valid JSON ({exc})") from None
+        return constants_from_calibration(gpu, content, source=str(path))
+    return constants_from_calibration(gpu, calibration)
+
+
+def memory_time_s(size_bytes: float, constants: ComputeConstants,
+                  bandwidth_Bps: float | None = None) -> float:
+    """A streaming kernel: ``bytes / (bandwidth * saturating efficiency of bytes)``."""
+    if size_bytes <= 0:
+        return 0.0
+    if bandwidth_Bps is None:
+        bandwidth_Bps = constants.memory_bandwidth_Bps
+    efficiency = saturating_efficiency(size_bytes, 1.0, constants.memory_half_bytes)
+    return size_bytes / (bandwidth_Bps * efficiency)
+
+
+def gemm_time_s(flop: float, size_bytes: float, peak_flops_per_s: float,
+                curve: GemmConstants, constants: ComputeConstants) -> float:
+    """One matrix kernel: the slower of its FLOP and its bytes, and at least a launch."""
+    efficiency = saturating_efficiency(flop, curve.peak_fraction, curve.half_work_flop)
+    compute_s = flop / (peak_flops_per_s * efficiency)
+    return max(compute_s, memory_time_s(size_bytes, constants), constants.kernel_launch_s)
+
+
+def _memory_passes_s(passes: tuple[MemoryPass, ...], input_bytes: float, output_bytes: float,
+                     constants: ComputeConstants) -> float:
+    return sum(
+        max(memory_time_s(p.x * input_bytes + p.y * output_bytes, constants),
+            constants.kernel_launch_s)
+        for p in passes
+    )
+
+
+def resolve_memory_format(precision: str, memory_format: str = "auto") -> str:
+    if memory_format == "auto":
+        return "nhwc" if precision in CHANNELS_LAST_PRECISIONS else "nchw"
+    return require_choice("memory_format", memory_format, MEMORY_FORMATS + ("auto",))
+
+
+def _check_inputs(gpu: GPUSpec, batch_size: int, precision: str) -> None:
+    require_int("batch_size", batch_size, minimum=1)
+    gpu.check_precision(precision)
+
+
+def layer_times(workload: Workload, gpu: GPUSpec, batch_size: int, precision: str,
+                calibration: Any = "auto", memory_format: str = "auto") -> pd.DataFrame:
+    """Seconds per phase of each layer for one iteration, one row per layer, forward order.
+
+    Columns: name, kind, forward_s, backward_input_s, backward_weight_s, update_s,
+    gradient_bytes. The first layer computes no input gradient. For a matmul of two
+    activations (attention), ``backward_weight_s`` is the gradient of the second operand.
+
+    ``memory_format`` (``"nchw"``, ``"nhwc"``, or ``"auto"``: channels-last for mixed
+    precision, NCHW otherwise) matters for convolutions on tensor cores: on NCHW
+    tensors cuDNN transposes each operand to NHWC and the result back (the
+    ``nchwToNhwcKernel``/``nhwcToNchwKernel`` pairs seen in profiles), two extra memory
+    passes over the convolution's input-side and output-side tensors per phase.
+    """
+    _check_inputs(gpu, batch_size, precision)
+    transposes = (resolve_memory_format(precision, memory_format) == "nchw"
+                  and matrix_unit(gpu, precision) == "tensor")
+    constants = compute_constants(gpu, calibration)
+    table = layer_table(workload, batch_size, precision)
+    element_bytes = ACTIVATION_BYTES[precision]
+    peak = gpu.matrix_peak_flops_per_s(precision)
+    curve = constants.gemm_curve(precision)
+    update_kernels = [SGD_MOMENTUM_BYTES_PER_PARAM]
+    if precision in MIXED_PRECISIONS:
+        update_kernels.append(AMP_CAST_BYTES_PER_PARAM)
+
+    rows = []
+    for index, layer in enumerate(table.itertuples(index=False)):
+        if layer.kind in MEMORY_TRAFFIC:
+            traffic = MEMORY_TRAFFIC[layer.kind]
+            forward_s = _memory_passes_s(traffic.forward, layer.input_bytes,
+                                         layer.activation_bytes, constants)
+            backward_input_s = _memory_passes_s(traffic.backward_input, layer.input_bytes,
+                                                layer.activation_bytes, constants)
+            backward_weight_s = _memory_passes_s(traffic.backward_weight, layer.input_bytes,
+                                                 layer.activation_bytes, constants)
+        else:
+            # Forward, input gradient and weight gradient are one GEMM each of the same
+            # FLOP, each touching one input-sized, one output-sized and one weight-sized
+            # tensor (implicit GEMM: convolutions do not materialize im2col).
+            size_bytes = (layer.input_bytes + layer.activation_bytes
+                          + layer.params * element_bytes)
+            forward_s = gemm_time_s(layer.forward_flops, size_bytes, peak, curve, constants)
+            if transposes and layer.kind == "conv":
+                forward_s += _memory_passes_s(NCHW_TRANSPOSES, layer.input_bytes,
+                                              layer.activation_bytes, constants)
+            backward_input_s = forward_s
+            backward_weight_s = forward_s
+        if index == 0:
+            backward_input_s = 0.0
+        update_s = 0.0
+        if layer.params > 0:
+            update_s = sum(
+                max(memory_time_s(layer.params * per_param, constants,
+                                  constants.optimizer_update_Bps),
+                    constants.kernel_launch_s)
+                for per_param in update_kernels
+            )
+        rows.append({
+            "name": layer.name,
+            "kind": layer.kind,
+            "forward_s": forward_s,
+            "backward_input_s": backward_input_s,
+            "backward_weight_s": backward_weight_s,
+            "update_s": update_s,
+            "gradient_bytes": layer.gradient_bytes,
+        })
+    return pd.DataFrame(rows, columns=list(LAYER_TIME_COLUMNS))
+
+
+def iteration_compute_time_s(workload: Workload, gpu: GPUSpec, batch_size: int,
+                             precision: str, calibration: Any = "auto",
+                             memory_format: str = "auto") -> float:
+    """Forward, backward and optimizer update of one iteration on one GPU, seconds."""
+    times = layer_times(workload, gpu, batch_size, precision, calibration, memory_format)
+    return float(times[["forward_s", "backward_input_s", "backward_weight_s",
+                        "update_s"]].to_numpy().sum())
+
+
+def training_throughput_samples_per_s(workload: Workload, gpu: GPUSpec, batch_size: int,
+                                      precision: str, calibration: Any = "auto",
+                                      memory_format: str = "auto") -> float:
+    """Samples per second one GPU trains, compute alone (no input pipeline, no comms)."""
+    return batch_size / iteration_compute_time_s(workload, gpu, batch_size, precision,
+                                                 calibration, memory_format)
