@@ -154,6 +154,10 @@ class ComputeConstants:
     gemm: Mapping[str, GemmConstants]
     #: Bandwidth of the fused optimizer update, bytes/s.
     optimizer_update_Bps: float
+    #: Fraction of the GEMM curve's rate that convolutions reach (cuDNN from a
+    #: framework, against cuBLAS GEMMs): always from ``defaults.toml``, as the
+    #: calibration harness times GEMMs only.
+    conv_fraction_of_gemm: float = 1.0
     #: Where the constants came from.
     source: str = field(default="", compare=False)
 
@@ -163,6 +167,8 @@ class ComputeConstants:
             require_number(f"calibration.{name}", getattr(self, name), minimum=0.0,
                            exclusive_minimum=True)
         require_number("calibration.memory_half_bytes", self.memory_half_bytes, minimum=0.0)
+        require_number("calibration.conv_fraction_of_gemm", self.conv_fraction_of_gemm,
+                       minimum=0.0, maximum=1.0, exclusive_minimum=True)
         for precision, curve in self.gemm.items():
             require_number(f"calibration.gemm.{precision}.peak_fraction", curve.peak_fraction,
                            minimum=0.0, maximum=1.0, exclusive_minimum=True)
@@ -222,8 +228,15 @@ def default_constants(gpu: GPUSpec) -> ComputeConstants:
                                        exclusive_minimum=True) * 1e-6,
         gemm=gemm,
         optimizer_update_Bps=bandwidth_Bps,
+        conv_fraction_of_gemm=_conv_fraction_of_gemm(),
         source=where,
     )
+
+
+def _conv_fraction_of_gemm() -> float:
+    return require_number(f"{_defaults_path()}: conv_fraction_of_gemm",
+                          _defaults_table().get("conv_fraction_of_gemm"), minimum=0.0,
+                          maximum=1.0, exclusive_minimum=True)
 
 
 def calibration_path(gpu: GPUSpec) -> Path:
@@ -270,6 +283,7 @@ def constants_from_calibration(gpu: GPUSpec, calibration: Mapping[str, Any],
         gemm=gemm,
         optimizer_update_Bps=constants.get("optimizer_update_Bps")
         or value("memory_bandwidth_Bps"),
+        conv_fraction_of_gemm=defaults.conv_fraction_of_gemm,
         source=source,
     )
 
@@ -313,9 +327,14 @@ def memory_time_s(size_bytes: float, constants: ComputeConstants,
 
 
 def gemm_time_s(flop: float, size_bytes: float, peak_flops_per_s: float,
-                curve: GemmConstants, constants: ComputeConstants) -> float:
-    """One matrix kernel: the slower of its FLOP and its bytes, and at least a launch."""
-    efficiency = saturating_efficiency(flop, curve.peak_fraction, curve.half_work_flop)
+                curve: GemmConstants, constants: ComputeConstants,
+                fraction_scale: float = 1.0) -> float:
+    """One matrix kernel: the slower of its FLOP and its bytes, and at least a launch.
+
+    ``fraction_scale`` scales the asymptotic fraction (convolutions against GEMMs).
+    """
+    efficiency = saturating_efficiency(flop, curve.peak_fraction * fraction_scale,
+                                       curve.half_work_flop)
     compute_s = flop / (peak_flops_per_s * efficiency)
     return max(compute_s, memory_time_s(size_bytes, constants), constants.kernel_launch_s)
 
@@ -382,8 +401,10 @@ def layer_times(workload: Workload, gpu: GPUSpec, batch_size: int, precision: st
             # tensor (implicit GEMM: convolutions do not materialize im2col).
             size_bytes = (layer.input_bytes + layer.activation_bytes
                           + layer.params * element_bytes)
-            forward_s = gemm_time_s(layer.forward_flops, size_bytes, peak, curve, constants)
-            if transposes and layer.kind == "conv":
+            is_conv = layer.kind == "conv"
+            forward_s = gemm_time_s(layer.forward_flops, size_bytes, peak, curve, constants,
+                                    constants.conv_fraction_of_gemm if is_conv else 1.0)
+            if transposes and is_conv:
                 forward_s += _memory_passes_s(NCHW_TRANSPOSES, layer.input_bytes,
                                               layer.activation_bytes, constants)
             backward_input_s = forward_s
