@@ -271,3 +271,14 @@ def test_times_are_finite_and_positive_over_a_range_of_batches():
         values = times[TIME_COLUMNS].to_numpy()
         assert all(math.isfinite(v) and v >= 0 for v in values.ravel())
         assert (times["forward_s"] > 0).all()
+
+
+def test_convolutions_run_at_a_fraction_of_the_gemm_rate():
+    fixed = constants(conv_fraction_of_gemm=0.5, memory_bandwidth_Bps=1e14,
+                      gemm={"fp16": GemmConstants(0.8, 0.0)})
+    shape = (3136, 256, 576)
+    layers = net(linear("gemm", *shape), linear("conv", *shape, kind="conv"))
+    times = compute.layer_times(layers, A100, 64, "fp16", fixed, memory_format="nhwc")
+    flop = 2.0 * 64 * 3136 * 256 * 576
+    assert times.loc[0, "forward_s"] == pytest.approx(flop / (312e12 * 0.8), rel=1e-12)
+    assert times.loc[1, "forward_s"] == pytest.approx(flop / (312e12 * 0.4), rel=1e-12)
