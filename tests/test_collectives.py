@@ -1,0 +1,346 @@
+import dataclasses
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models import catalog
+from models import collectives as c
+from models.errors import ConfigError
+
+MiB = 2**20
+ALPHA = 5e-6
+BW = 10e9
+
+
+def h200_node(link_efficiency=None):
+    cluster = catalog.cluster("h200-sxm", 1, 8, "nvlink4")
+    if link_efficiency is None:
+        return cluster
+    link = dataclasses.replace(cluster.intra_link, efficiency=link_efficiency)
+    return dataclasses.replace(cluster, intra_link=link)
+
+
+def multi_node(nodes=4, nics=8, topology="single-switch", oversubscription=1.0):
+    return catalog.cluster("h200-sxm", nodes, 8, "nvlink4", "ib-ndr", nics_per_node=nics,
+                           topology=topology, oversubscription=oversubscription,
+                           nodes_per_leaf=2)
+
+
+# ---------------------------------------------------------------- closed forms
+
+
+@pytest.mark.parametrize("p", [2, 3, 8, 64])
+def test_ring_allreduce_matches_thakur_closed_form(p):
+    n = 100 * MiB
+    expected = 2 * (p - 1) * ALPHA + 2 * (p - 1) / p * n / BW
+    assert c.ring_allreduce_time_s(n, p, ALPHA, BW) == pytest.approx(expected, rel=1e-12)
+    # Bandwidth term alone: 2(p-1)/p * n / B exactly.
+    assert c.ring_allreduce_time_s(n, p, 0.0, BW) == pytest.approx(2 * (p - 1) / p * n / BW,
+                                                                  rel=1e-12)
+
+
+def test_one_rank_costs_nothing():
+    for f in (c.ring_allreduce_time_s, c.ring_reduce_scatter_time_s, c.ring_all_gather_time_s,
+              c.recursive_halving_doubling_allreduce_time_s,
+              c.double_binary_tree_allreduce_time_s, c.mpich_broadcast_time_s):
+        assert f(MiB, 1, ALPHA, BW) == 0.0
+    single = catalog.cluster("h200-sxm", 1, 1, "nvlink4")
+    assert c.allreduce_time_s(MiB, single) == 0.0
+    assert c.all_gather_time_s(MiB, single) == 0.0
+    assert c.broadcast_time_s(MiB, single) == 0.0
+
+
+@pytest.mark.parametrize("p", [2, 4, 8, 16, 1024])
+def test_recursive_halving_doubling_power_of_two(p):
+    # TRG05: 2 lg p alpha + 2 (p-1)/p n beta.
+    assert c.recursive_halving_doubling_allreduce_time_s(0, p, ALPHA, BW) == pytest.approx(
+        2 * math.log2(p) * ALPHA)
+    n = 64 * MiB
+    assert c.recursive_halving_doubling_allreduce_time_s(n, p, ALPHA, BW) == pytest.approx(
+        2 * math.log2(p) * ALPHA + 2 * (p - 1) / p * n / BW)
+
+
+def test_recursive_halving_doubling_non_power_of_two_pays_two_extra_full_steps():
+    # p = 6: p' = 4 run the algorithm, 2 ranks fold in before and get the result after.
+    n = 8 * MiB
+    expected = 2 * 2 * ALPHA + 2 * 3 / 4 * n / BW + 2 * (ALPHA + n / BW)
+    assert c.recursive_halving_doubling_allreduce_time_s(n, 6, ALPHA, BW) == pytest.approx(
+        expected)
+
+
+@pytest.mark.parametrize("p", [2, 5, 8, 33])
+def test_ring_reduce_scatter_plus_all_gather_is_ring_allreduce(p):
+    n = 48 * MiB
+    total = (c.ring_reduce_scatter_time_s(n, p, ALPHA, BW)
+             + c.ring_all_gather_time_s(n, p, ALPHA, BW))
+    assert total == pytest.approx(c.ring_allreduce_time_s(n, p, ALPHA, BW), rel=1e-12)
+
+
+def test_double_binary_tree_has_log_depth_latency():
+    assert c.double_binary_tree_allreduce_time_s(0, 1024, ALPHA, BW) == pytest.approx(
+        2 * 10 * ALPHA)
+    assert c.double_binary_tree_allreduce_time_s(0, 1024, ALPHA, BW) < \
+        c.ring_allreduce_time_s(0, 1024, ALPHA, BW) / 50
+
+
+def test_mpich_broadcast_uses_binomial_for_short_and_scatter_allgather_for_long():
+    p = 16
+    assert c.mpich_broadcast_time_s(8, p, ALPHA, BW) == pytest.approx(4 * (ALPHA + 8 / BW))
+    n = 1024 * MiB
+    assert c.mpich_broadcast_time_s(n, p, ALPHA, BW) == pytest.approx(
+        (4 + 15) * ALPHA + 2 * 15 / 16 * n / BW)
+
+
+def test_hierarchical_allreduce_closed_form():
+    n, g, nodes = 256 * MiB, 8, 4
+    intra_bw, node_bw = 400e9, 8 * 45e9
+    expected = (2 * ((g - 1) * 1e-6 + (g - 1) / g * n / intra_bw)
+                + 2 * (nodes - 1) * 3e-6 + 2 * (nodes - 1) / nodes * (n / g) / (node_bw / g))
+    got = c.hierarchical_allreduce_time_s(n, g, nodes, 1e-6, intra_bw, 3e-6, node_bw)
+    assert got == pytest.approx(expected)
+
+
+def test_parameter_server_slower_side_sets_the_time():
+    n = 100 * MiB
+    # 8 workers, 2 servers: each server receives 4n, each worker sends n.
+    assert c.parameter_server_time_s(n, 8, 2, 0.0, BW, BW) == pytest.approx(4 * n / BW)
+    # Enough servers: the worker NIC (n) is the bottleneck.
+    assert c.parameter_server_time_s(n, 8, 16, 0.0, BW, BW) == pytest.approx(n / BW)
+
+
+def test_ps_on_cluster_dedicated_and_colocated():
+    cluster = multi_node(nodes=4, nics=1)
+    node_bw = cluster.node_bandwidth_Bps
+    alpha = cluster.inter_link.latency_s
+    n = 100 * MiB
+    # Dedicated: 32 workers, 4 server nodes: each server NIC receives 8n; each worker node
+    # sends 8n (8 GPUs share one NIC). Both 8n / node_bw.
+    assert c.ps_push_time_s(n, cluster, 4, dedicated_servers=True) == pytest.approx(
+        alpha + 8 * n / node_bw)
+    # Colocated, one server per node: a node sends 8 * n * 3/4 and receives 24 n / 4.
+    assert c.ps_push_time_s(n, cluster, 4) == pytest.approx(alpha + 6 * n / node_bw)
+    assert c.ps_pull_time_s(n, cluster, 4) == c.ps_push_time_s(n, cluster, 4)
+
+
+def test_ps_one_node_colocated_uses_the_gpu_link():
+    cluster = h200_node()
+    bw = cluster.intra_link.achievable_bandwidth_Bps
+    n = 64 * MiB
+    # 8 servers on 8 GPUs: each GPU sends 7n/8 and receives 7n/8.
+    assert c.ps_push_time_s(n, cluster, 8) == pytest.approx(
+        cluster.intra_link.latency_s + 7 / 8 * n / bw)
+
+
+def test_gossip_pair_exchange():
+    one = h200_node()
+    n = 10 * MiB
+    assert c.gossip_exchange_time_s(n, one) == pytest.approx(
+        one.intra_link.latency_s + n / one.intra_link.achievable_bandwidth_Bps)
+    many = multi_node(nodes=4, nics=1)
+    # 8 GPUs of a node share its single NIC.
+    assert c.gossip_exchange_time_s(n, many) == pytest.approx(
+        many.inter_link.latency_s + n / (many.node_bandwidth_Bps / 8))
+
+
+# ---------------------------------------------------------------- NCCL model on clusters
+
+
+def test_nccl_ring_simple_on_one_node_is_thakur_ring_with_nccl_latencies():
+    cluster = h200_node()
+    n = 512 * MiB
+    times = c.nccl_candidate_times_s("allreduce", n, cluster)
+    # tuning.cc: Ring/Simple = 8.4 us + 2(p-1) * 3.4 us on NVLink; bus bandwidth = link.
+    latency = 8.4e-6 + 14 * 3.4e-6
+    bw = cluster.intra_link.achievable_bandwidth_Bps
+    assert times["ring", "simple"] == pytest.approx(latency + 2 * 7 / 8 * n / bw)
+
+
+def test_nvls_only_on_nvswitch_sharp_systems():
+    assert ("nvls", "simple") in c.nccl_candidate_times_s("allreduce", MiB, h200_node())
+    nvlink2 = catalog.cluster("v100-sxm2", 1, 8, "nvlink2")
+    assert ("nvls", "simple") not in c.nccl_candidate_times_s("allreduce", MiB, nvlink2)
+    assert ("nvls", "simple") not in c.nccl_candidate_times_s("allreduce", MiB, multi_node())
+    with pytest.raises(ConfigError, match="algorithm: 'nvls'"):
+        c.allreduce_time_s(MiB, nvlink2, "nvls")
+
+
+def test_nvls_bus_bandwidth_exceeds_ring_on_hopper():
+    cluster = h200_node()
+    n = 16 * 2**30
+    nvls = c.predict_allreduce_busbw_Bps(n, cluster, "nvls")
+    ring = c.predict_allreduce_busbw_Bps(n, cluster, "ring")
+    assert ring <= cluster.intra_link.achievable_bandwidth_Bps
+    assert nvls > 1.2 * ring
+
+
+def test_multi_node_ring_is_bound_by_the_node_nics():
+    cluster = multi_node(nodes=4, nics=1)
+    n = 4 * 2**30
+    busbw = c.predict_allreduce_busbw_Bps(n, cluster, "ring")
+    assert busbw < cluster.node_bandwidth_Bps
+    assert busbw > 0.9 * cluster.node_bandwidth_Bps
+    # A fat tree spanning leaves with 2:1 oversubscription halves the inter-node share.
+    tapered = multi_node(nodes=4, nics=1, topology="fat-tree", oversubscription=2.0)
+    assert c.predict_allreduce_busbw_Bps(n, tapered, "ring") == pytest.approx(busbw / 2,
+                                                                            rel=0.02)
+
+
+def test_tree_beats_ring_on_latency_at_scale():
+    cluster = multi_node(nodes=64, nics=8)
+    assert c.allreduce_time_s(8, cluster, "tree") < c.allreduce_time_s(8, cluster, "ring") / 5
+
+
+def test_all_algorithms_run_on_a_multi_node_cluster():
+    cluster = multi_node()
+    n = 100 * MiB
+    times = {a: c.allreduce_time_s(n, cluster, a) for a in c.ALLREDUCE_ALGORITHMS
+             if a != "nvls"}
+    assert all(t > 0 for t in times.values())
+    assert times["auto"] == min(times[a] for a in ("ring", "tree"))
+    for f in (c.reduce_scatter_time_s, c.all_gather_time_s, c.broadcast_time_s):
+        assert f(n, cluster) > 0
+
+
+# ---------------------------------------------------------------- properties
+
+sizes = st.floats(min_value=0, max_value=2**36, allow_nan=False)
+rank_counts = st.integers(min_value=1, max_value=4096)
+bandwidths = st.floats(min_value=1e8, max_value=1e13)
+latencies = st.floats(min_value=0, max_value=1e-3)
+PRIMITIVES = (c.ring_allreduce_time_s, c.ring_reduce_scatter_time_s,
+              c.recursive_halving_doubling_allreduce_time_s,
+              c.double_binary_tree_allreduce_time_s, c.mpich_broadcast_time_s)
+
+
+@given(sizes, rank_counts, latencies, bandwidths, st.floats(min_value=1.0, max_value=100.0))
+def test_more_bandwidth_is_never_slower(n, p, alpha, bw, gain):
+    for f in PRIMITIVES:
+        assert f(n, p, alpha, bw * gain) <= f(n, p, alpha, bw) * (1 + 1e-12)
+
+
+@given(sizes, sizes, rank_counts, latencies, bandwidths)
+def test_cost_is_non_decreasing_in_size(a, b, p, alpha, bw):
+    small, large = sorted((a, b))
+    for f in PRIMITIVES:
+        assert f(small, p, alpha, bw) <= f(large, p, alpha, bw) * (1 + 1e-12)
+
+
+CLUSTERS = [h200_node(), catalog.cluster("v100-sxm2", 1, 8, "nvlink2"), multi_node(),
+            multi_node(nodes=64, nics=1, topology="fat-tree", oversubscription=2.0)]
+
+
+@given(sizes, sizes, st.sampled_from(CLUSTERS))
+def test_auto_is_never_slower_than_a_candidate_and_grows_with_size(a, b, cluster):
+    small, large = sorted((a, b))
+    for n in (small, large):
+        auto = c.allreduce_time_s(n, cluster)
+        assert all(auto <= t for t in c.nccl_candidate_times_s("allreduce", n, cluster).values())
+    assert c.allreduce_time_s(small, cluster) <= c.allreduce_time_s(large, cluster)
+
+
+@given(sizes, st.sampled_from(CLUSTERS), st.floats(min_value=1.0, max_value=10.0))
+def test_faster_links_never_slow_the_cluster(n, cluster, gain):
+    faster_intra = dataclasses.replace(cluster.intra_link,
+                                       bandwidth_Bps=cluster.intra_link.bandwidth_Bps * gain)
+    faster = dataclasses.replace(cluster, intra_link=faster_intra)
+    if cluster.inter_link is not None:
+        faster = dataclasses.replace(faster, inter_link=dataclasses.replace(
+            cluster.inter_link, bandwidth_Bps=cluster.inter_link.bandwidth_Bps * gain))
+    assert c.allreduce_time_s(n, faster) <= c.allreduce_time_s(n, cluster) * (1 + 1e-12)
+
+
+# ---------------------------------------------------------------- nccl-tests definitions
+
+
+def test_busbw_definitions_follow_nccl_tests():
+    # doc/PERFORMANCE.md: algbw = S/t; busbw = algbw * 2(n-1)/n (all-reduce),
+    # (n-1)/n (reduce-scatter, all-gather), 1 (broadcast, reduce).
+    assert c.algbw_Bps(1e9, 0.01) == pytest.approx(1e11)
+    assert c.busbw_Bps("allreduce", 1e9, 0.01, 8) == pytest.approx(1e11 * 14 / 8)
+    assert c.busbw_Bps("reduce_scatter", 1e9, 0.01, 8) == pytest.approx(1e11 * 7 / 8)
+    assert c.busbw_Bps("all_gather", 1e9, 0.01, 4) == pytest.approx(1e11 * 3 / 4)
+    assert c.busbw_Bps("broadcast", 1e9, 0.01, 8) == pytest.approx(1e11)
+    assert c.busbw_Bps("reduce", 1e9, 0.01, 8) == pytest.approx(1e11)
+
+
+def test_ring_busbw_equals_link_bandwidth_for_large_messages():
+    n, p = 2**34, 16
+    t = c.ring_allreduce_time_s(n, p, ALPHA, BW)
+    assert c.busbw_Bps("allreduce", n, t, p) == pytest.approx(BW, rel=1e-4)
+
+
+# ---------------------------------------------------------------- published measurements
+
+# Stas Bekman, ML Engineering, network/benchmarks/README.md (github.com/stas00/ml-engineering
+# commit 0cc3de50): one node of 8x H200 SXM (NVLink 4 through NVSwitch), nccl-tests
+# all_reduce_perf, NCCL 2.30.7, busbw column. Rows p49-p53 of shared/validation/published.csv.
+H200_BUSBW_GBps = {MiB: 72.45, 16 * MiB: 242.45, 128 * MiB: 411.21, 2**30: 464.0,
+                   16 * 2**30: 480.7}
+# Sizes the model meets within 15%; the two others are a documented miss (see below).
+WITHIN_15 = (MiB, 2**30, 16 * 2**30)
+# The link catalog puts nvlink4's bulk efficiency between 0.85 and 0.9: hold both ends.
+EFFICIENCIES = (0.85, 0.9)
+
+
+@pytest.mark.parametrize("efficiency", EFFICIENCIES)
+@pytest.mark.parametrize("size", WITHIN_15)
+def test_h200_allreduce_busbw_within_15_percent(size, efficiency):
+    predicted = c.predict_allreduce_busbw_Bps(size, h200_node(efficiency)) / 1e9
+    assert predicted == pytest.approx(H200_BUSBW_GBps[size], rel=0.15)
+
+
+@pytest.mark.parametrize("efficiency", EFFICIENCIES)
+@pytest.mark.parametrize("size, worst", [(16 * MiB, 0.60), (128 * MiB, 0.30)])
+def test_h200_mid_sizes_are_overpredicted(size, worst, efficiency):
+    # Measured times there are not of latency + size/bandwidth form: the extra time over
+    # the 16 GiB bandwidth grows from ~60 us (16 MiB) to ~150 us (1 GiB), so no single
+    # alpha-beta line fits all five rows better than 19%, and a minimum over candidate
+    # algorithms can only be faster still. NCCL's 25 us NVLS latency makes 16-128 MiB look
+    # cheaper than measured. This test pins the size and sign of that known error.
+    predicted = c.predict_allreduce_busbw_Bps(size, h200_node(efficiency)) / 1e9
+    error = predicted / H200_BUSBW_GBps[size] - 1
+    assert 0 < error < worst
+
+
+def test_h200_rows_match_the_shared_validation_file():
+    import csv
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / ".." / "shared" / "validation" / "published.csv"
+    if not path.exists():
+        pytest.skip(f"{path} not present (values are copied above with their citation)")
+    with open(path, newline="") as handle:
+        rows = {row["id"]: row for row in csv.DictReader(handle)}
+    for row_id in ("p49", "p50", "p51", "p52", "p53"):
+        row = rows[row_id]
+        assert float(row["value"]) == H200_BUSBW_GBps[int(row["message_bytes"])]
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("call, field", [
+    (lambda: c.ring_allreduce_time_s(-1, 4, ALPHA, BW), "size_bytes"),
+    (lambda: c.ring_allreduce_time_s(1, 0, ALPHA, BW), "ranks"),
+    (lambda: c.ring_allreduce_time_s(1, 4, -1e-6, BW), "latency_s"),
+    (lambda: c.ring_allreduce_time_s(1, 4, ALPHA, 0), "bandwidth_Bps"),
+    (lambda: c.allreduce_time_s(-5, h200_node()), "size_bytes"),
+    (lambda: c.allreduce_time_s(1, h200_node(), "rign"), "algorithm"),
+    (lambda: c.busbw_Bps("alltoall", 1, 1, 2), "collective"),
+    (lambda: c.algbw_Bps(1, 0), "time_s"),
+    (lambda: c.ps_push_time_s(1, h200_node(), 0), "servers"),
+    (lambda: c.ps_push_time_s(1, h200_node(), 2, workers=9), "workers"),
+    (lambda: c.ps_push_time_s(1, h200_node(), 2, dedicated_servers=True), "cluster.inter_link"),
+    (lambda: c.predict_allreduce_busbw_Bps(0, h200_node()), "size_bytes"),
+])
+def test_bad_input_raises_config_error_naming_the_field(call, field):
+    with pytest.raises(ConfigError) as info:
+        call()
+    assert info.value.field == field
+
+
+def test_unknown_algorithm_suggests_the_nearest():
+    with pytest.raises(ConfigError, match="did you mean 'ring'"):
+        c.allreduce_time_s(1, h200_node(), "rign")
