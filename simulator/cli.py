@@ -19,7 +19,47 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_argument("what", nargs="?", choices=("gpus", "links", "workloads"),
                          default="gpus", help="which catalog to list (default: gpus)")
     catalog.set_defaults(handler=_catalog)
+
+    validate = commands.add_parser(
+        "validate", help="compare predictions with published measurements",
+        description="Predict every row of a CSV of published measurements and report the "
+                    "signed error per row, a summary by quantity and a parity plot.")
+    validate.add_argument("--data", metavar="CSV",
+                          help="measurements to check (default: data/validation/published.csv)")
+    validate.add_argument("--out", metavar="DIR",
+                          help="also write rows.csv, summary.csv and parity.png/.svg here")
+    validate.set_defaults(handler=_validate)
     return parser
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from simulator import validation
+    from simulator.output import atomic_write_text
+
+    rows = validation.predict_rows(validation.load_measurements(args.data))
+    summary = validation.summarize(rows)
+    shown = rows[["id", "quantity", "measured", "predicted", "error_pct", "status"]]
+    with _pandas_display():
+        print(shown.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print()
+        print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "rows.csv", rows.to_csv(index=False))
+        atomic_write_text(out / "summary.csv", summary.to_csv(index=False))
+        for suffix in ("png", "svg"):
+            validation.parity_plot(rows, out / f"parity.{suffix}")
+        print(f"\nwrote {out}/rows.csv, summary.csv, parity.png, parity.svg")
+    return 0
+
+
+def _pandas_display():
+    import pandas as pd
+
+    return pd.option_context("display.max_colwidth", 90, "display.width", 200)
 
 
 def _catalog(args: argparse.Namespace) -> int:

@@ -208,21 +208,23 @@ def parity_plot(rows: pd.DataFrame, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     ok = rows[rows["status"] == "ok"]
     quantities = [q for q in QUANTITIES if (ok["quantity"] == q).any()]
     figure, axes = plt.subplots(1, max(len(quantities), 1),
                                 figsize=(4.6 * max(len(quantities), 1), 4.6), squeeze=False)
     markers = "osD^v<>pXh*"
-    sources = sorted(ok["source"].dropna().unique())
+    ok = ok.assign(publication=ok["source"].fillna("unknown source").map(_publication))
+    publications = sorted(ok["publication"].unique())
     for axis, quantity in zip(axes[0], quantities, strict=False):
         subset = ok[ok["quantity"] == quantity]
-        for index, source in enumerate(sources):
-            points = subset[subset["source"] == source]
+        for index, publication in enumerate(publications):
+            points = subset[subset["publication"] == publication]
             if points.empty:
                 continue
             axis.scatter(points["measured"], points["predicted"],
-                         marker=markers[index % len(markers)], label=_short(source))
+                         marker=markers[index % len(markers)], label=publication)
         low = min(subset["measured"].min(), subset["predicted"].min()) / 1.3
         high = max(subset["measured"].max(), subset["predicted"].max()) * 1.3
         axis.plot([low, high], [low, high], color="grey", linewidth=1)
@@ -231,6 +233,10 @@ def parity_plot(rows: pd.DataFrame, path: Path) -> Path:
                       linestyle=":")
         axis.set_xscale("log")
         axis.set_yscale("log")
+        for ticks in (axis.xaxis, axis.yaxis):
+            ticks.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+            ticks.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ticks.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.set_xlim(low, high)
         axis.set_ylim(low, high)
         axis.set_title(f"{quantity} (dotted: ±10%)")
@@ -246,6 +252,7 @@ def parity_plot(rows: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def _short(source: str, width: int = 48) -> str:
-    head = source.split(" — ")[0]
+def _publication(source: str, width: int = 60) -> str:
+    """The publication a row comes from: its source before the row-specific detail."""
+    head = source.split(" — ")[0].split(" (")[0]
     return head if len(head) <= width else head[: width - 1] + "…"
