@@ -67,6 +67,25 @@ def test_kernels_compile_into_one_fatbin_for_both(tmp_path):
     assert fatbin.stat().st_size > 0
 
 
+@pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
+def test_kernels_compile_with_nvrtc_as_cupy_rawmodule_does(arch):
+    """cupy.RawModule(code=...) compiles with NVRTC, which has no standard headers."""
+    nvrtc = pytest.importorskip("cupy_backends.cuda.libs.nvrtc",
+                                reason="CuPy (and its NVRTC binding) is not installed")
+    try:
+        program = nvrtc.createProgram(KERNELS_CU.read_text(), "kernels.cu", [], [])
+    except Exception as exc:  # noqa: BLE001 - the NVRTC library itself is missing
+        pytest.skip(f"NVRTC is not loadable: {exc}")
+    try:
+        nvrtc.compileProgram(program, [f"--gpu-architecture={arch}"])
+    except nvrtc.NVRTCError:
+        pytest.fail(nvrtc.getProgramLog(program))
+    ptx = nvrtc.getPTX(program)
+    ptx = ptx.decode() if isinstance(ptx, bytes) else ptx
+    for name in KERNEL_NAMES:
+        assert f".entry {name}(" in ptx, name
+
+
 # -- the fits ----------------------------------------------------------------------------
 
 def _noise(name: str, count: int, sigma: float = 0.01) -> np.ndarray:
