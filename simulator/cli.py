@@ -29,7 +29,45 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--out", metavar="DIR",
                           help="also write rows.csv, summary.csv and parity.png/.svg here")
     validate.set_defaults(handler=_validate)
+
+    _add_calibrate(commands)
     return parser
+
+
+def _add_calibrate(commands) -> None:
+    calibrate = commands.add_parser(
+        "calibrate", help="measure this machine's GPU and write its calibration file",
+        description="Run the CUDA calibration kernels on GPU 0 (needs CuPy and an NVIDIA "
+                    "GPU), fit the compute-model constants and write "
+                    "data/calibration/<gpu-id>.json.")
+    calibrate.add_argument("--gpu-id", metavar="ID",
+                           help="catalog id of this GPU (default: from the device name)")
+    calibrate.add_argument("--out", metavar="PATH",
+                           help="where to write the JSON (default: data/calibration/<gpu-id>.json)")
+    calibrate.add_argument("--quick", action="store_true",
+                           help="smaller sweep and fewer repeats (a minute or two)")
+    calibrate.set_defaults(handler=_calibrate)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from models.calibration import calibrate
+
+    command = ["ddlsim", "calibrate"]
+    for flag, value in (("--gpu-id", args.gpu_id), ("--out", args.out)):
+        command += [flag, value] if value is not None else []
+    command += ["--quick"] if args.quick else []
+    try:
+        path, document = calibrate.calibrate(gpu_id=args.gpu_id, out=args.out, quick=args.quick,
+                                             command=shlex.join(command))
+    except calibrate.GPUUnavailable as exc:
+        print(f"ddlsim calibrate: no GPU to calibrate: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(document["constants"], indent=1))
+    print(f"wrote {path}")
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
