@@ -1,0 +1,3 @@
+"""Transformer workloads."""
+
+BUILDERS: dict = {}
