@@ -146,8 +146,38 @@ def _predict_allreduce_busbw(row: pd.Series) -> Prediction:
     return Prediction(busbw / 1e9, assumptions)
 
 
+def _workload_setup(row: pd.Series) -> tuple[object, int, str]:
+    from models.workloads import workload
+
+    try:
+        model = workload(_required_text(row, "model"), "model")
+    except ConfigError as exc:
+        raise Unsupported(str(exc)) from None
+    batch = _number(row, "batch_per_gpu")
+    if batch is None:
+        raise Unsupported("batch_per_gpu is empty")
+    if batch != int(batch) or batch < 1:
+        raise Unsupported(f"batch_per_gpu {batch!r} is not a positive integer")
+    return model, int(batch), _required_text(row, "precision")
+
+
+def _predict_throughput(row: pd.Series) -> Prediction:
+    from models import compute
+
+    cluster, assumptions = row_cluster(row)
+    model, batch, precision = _workload_setup(row)
+    if cluster.world_size != 1:
+        raise Unsupported("multi-GPU throughput needs the simulation engine")
+    try:
+        value = compute.training_throughput_samples_per_s(model, cluster.gpu, batch, precision)
+    except ConfigError as exc:
+        raise Unsupported(str(exc)) from None
+    return Prediction(value, assumptions)
+
+
 PREDICTORS: dict[str, Predictor] = {
     "allreduce_busbw": _predict_allreduce_busbw,
+    "throughput": _predict_throughput,
 }
 
 
