@@ -311,8 +311,10 @@ class _Timeline:
 
 
 class ComputePhase(NamedTuple):
-    end_s: float
-    failures: int
+    """Outcome of :meth:`WorkerClock.run_compute`."""
+
+    end_s: float  # when the phase's work is finally done
+    failures: int  # how many times it was lost and redone
 
 
 class WorkerClock:
