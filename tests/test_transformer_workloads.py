@@ -7,9 +7,7 @@ Published parameter counts:
   keras_hub/src/models/bert/bert_presets.py (bert_base_en_uncased 109,482,240;
   bert_large_en_uncased 335,141,888) and keras_hub/src/models/gpt2/gpt2_presets.py
   (gpt2_base_en 124,439,808; gpt2_medium_en 354,823,168; gpt2_large_en 774,030,080;
-  gpt2_extra_large_en 1,557,611,200). The same figures are what
-  ``sum(p.numel() for p in model.parameters())`` gives for Hugging Face's
-  ``bert-base-uncased`` BertModel and ``gpt2`` ... ``gpt2-xl``.
+  gpt2_extra_large_en 1,557,611,200; GPT-2's tied head adds no parameters).
 - The whole pretraining checkpoint of bert-base-uncased (BertForPreTraining: the above
   plus the MLM transform, decoder bias and NSP classifier, the decoder weight being the
   tied word embedding): 110,106,428 F32 parameters in its model.safetensors

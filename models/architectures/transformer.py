@@ -168,11 +168,12 @@ BERT_CONFIGS = {
 }
 BERT_TYPE_VOCAB = 2
 #: Masked positions per sequence the MLM head runs on (``max_predictions_per_seq``):
-#: phase 1 (128 tokens) 20, phase 2 (512 tokens) 80, as in NVIDIA DeepLearningExamples
-#: PyTorch/LanguageModeling/BERT (README glossary) and Google's run_pretraining.py
-#: recipe. Google's and NVIDIA's code gather these positions before the head (Google:
-#: ``gather_indexes``; NVIDIA: ``sequence_output_is_dense``); Hugging Face's
-#: ``BertForPreTraining`` runs the head on every position instead.
+#: phase 1 (128 tokens) 20, phase 2 (512 tokens) 80 (NVIDIA DeepLearningExamples
+#: PyTorch/LanguageModeling/BERT README, glossary; google-research/bert's README runs
+#: 128 tokens with 20). Google's run_pretraining.py gathers these positions before the
+#: head (``gather_indexes``), as NVIDIA's recent modeling.py does
+#: (``sequence_output_is_dense``); Hugging Face's ``BertForPreTraining`` and older
+#: NVIDIA releases run the head on every position (``masked_positions=seq_len``).
 BERT_MAX_PREDICTIONS = {128: 20, 512: 80}
 #: Share of tokens masked (Devlin et al. 2019, sec. 3.1), for other sequence lengths.
 BERT_MASKED_LM_PROB = 0.15
