@@ -99,12 +99,6 @@ def predict_GBps(row: Row, constants: dict | None) -> float:
     return c.busbw_Bps("allreduce", row.size, time, row.cluster.world_size) / 1e9
 
 
-def _uses(row: Row, group: str) -> bool:
-    algorithm, protocol = row.pair
-    return {"ring_ll": row.pair == ("ring", "ll"), "nvls": algorithm == "nvls",
-            "nvls_tree": algorithm == "nvls_tree"}[group] and protocol is not None
-
-
 def fit(rows: list[Row]) -> dict:
     from scipy.optimize import least_squares
 
@@ -175,7 +169,10 @@ def main() -> None:
     for publication in sorted({row.publication for row in fitting}):
         others = [row for row in fitting if row.publication != publication]
         mine = [row for row in fitting if row.publication == publication]
-        loso += report(f"- held out: {publication}", mine, fit(others))
+        constants = fit(others)
+        loso += report(f"- held out: {publication}", mine, constants)
+        worst = max(abs(error_pct(row, constants)) for row in held_out)
+        print(f"  (this fit on the H200 rows: max |error| {worst:.1f}%)")
     absolute = np.abs(loso)
     print(f"\nLeave-one-source-out overall: median |error| {np.median(absolute):.1f}%, "
           f"max |error| {absolute.max():.1f}%")

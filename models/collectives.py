@@ -241,17 +241,17 @@ class NcclGraph:
     channels: int
     bus_GBps: float
     nvls_channels: int
-    nvls: bool
 
     @property
     def channel_GBps(self) -> float:
         return self.bus_GBps / self.channels
 
 
-#: (collective, algorithm, protocol) triples NCCL has kernels for.
+#: (algorithm, protocol) pairs NCCL has kernels for, per collective, in NCCL's own order
+#: (the first of equally fast pairs wins its tuner).
 _PAIRS = {
-    "allreduce": (("ring", "ll"), ("ring", "ll128"), ("ring", "simple"), ("tree", "ll"),
-                  ("tree", "ll128"), ("tree", "simple"), ("nvls", "simple"),
+    "allreduce": (("tree", "ll"), ("tree", "ll128"), ("tree", "simple"), ("ring", "ll"),
+                  ("ring", "ll128"), ("ring", "simple"), ("nvls", "simple"),
                   ("nvls_tree", "simple")),
     "reduce_scatter": (("ring", "ll"), ("ring", "ll128"), ("ring", "simple"),
                        ("nvls", "simple")),
@@ -325,8 +325,7 @@ def nccl_graph(cluster: ClusterSpec) -> NcclGraph:
         best = min(intra_GBps, cluster.node_bandwidth_Bps / 1e9) if cluster.nodes > 1 \
             else intra_GBps
     return NcclGraph(channels=max_channels, bus_GBps=best,
-                     nvls_channels=int(_constants()["nvls"]["channels"]),
-                     nvls=_nvls_hardware(cluster))
+                     nvls_channels=int(_constants()["nvls"]["channels"]))
 
 
 def _ll128_enabled(cluster: ClusterSpec) -> bool:
@@ -375,7 +374,7 @@ def _tuner_bandwidth_GBps(collective: str, algorithm: str, protocol: str,
     channels = graph.channels
     if algorithm in ("nvls", "nvls_tree"):
         channels = graph.nvls_channels
-        per_channel = graph.bus_GBps / graph.channels
+        per_channel = graph.channel_GBps
         efficiency = consts["nvls"]["efficiency"][arch]
         ppn = cluster.gpus_per_node
         intra = per_channel * efficiency * (channels - 1) / channels
@@ -420,7 +419,7 @@ def _tuner_latency_us(collective: str, algorithm: str, protocol: str,
     base = consts["base_latency_us"][algorithm][protocol]
     intra = consts["hw_latency_us"][_hw_class(cluster.intra_link)][algorithm][protocol]
     # Without a peer on its own node a rank cannot hide the network: tree's net latency.
-    net_algorithm = "tree" if ppn == 1 and algorithm == "ring" else algorithm
+    net_algorithm = "tree" if ppn == 1 else algorithm
     inter = consts["hw_latency_us"]["net"][net_algorithm][protocol]
     if algorithm == "ring":
         if collective == "broadcast":
