@@ -87,7 +87,6 @@ class Context:
         self.recorder = recorder
         self.gradients_applied = 0
         self._clocks = clocks
-        self._next_failure = [clock.next_failure_s(0.0) for clock in clocks]
         self._network: ClusterNetwork | None = None
         self.failures: list[tuple[int, float, float]] = []
 
@@ -105,21 +104,22 @@ class Context:
         """(begin_s, duration_s) of a compute phase of nominal length ``base_s`` that the
         worker can start at ``ready_s``.
 
-        A failure before the phase would end (while computing, or while the worker sat
-        idle since its last compute) loses the work: the worker is back ``restart_s``
-        after the failure and starts the phase over, with a new draw.
+        A failure inside the phase loses its work: the worker is back ``restart_s`` after
+        the failure and starts the phase over, with a new draw (the rule of
+        :meth:`simulator.stragglers.WorkerClock.run_compute`). Failures while the worker
+        communicates or waits are not charged.
         """
         clock = self._clocks[worker]
-        begin = ready_s
+        begin = after = ready_s
         while True:
             duration = clock.compute_time_s(begin, base_s)
-            failure = self._next_failure[worker]
+            failure = clock.next_failure_s(after)
             if failure >= begin + duration:
                 return begin, duration
             back = failure + clock.restart_s
             self.failures.append((worker, failure, back))
-            self._next_failure[worker] = clock.next_failure_s(back)
-            begin = max(begin, back)
+            begin = back
+            after = max(back, math.nextafter(failure, math.inf))
 
     def compute(self, worker: int, base_s: float) -> Generator[simpy.Event, Any, tuple]:
         """Compute now for nominal ``base_s`` (``yield from`` it in a worker process).
