@@ -199,7 +199,7 @@ def test_every_example_loads_and_round_trips(name):
     (changed("run.seed", True), "run.seed", "integer"),
     (changed("stragglers.sigma", float("nan")), "stragglers.sigma", "finite"),
     (changed("algorithm.bucket_mb", float("inf")), "algorithm.bucket_mb", "finite"),
-    (changed("cluster.price_per_gpu_hour_usd", 2**80), "cluster.price_per_gpu_hour_usd",
+    (changed("cluster.price_per_gpu_hour_usd", 10**400), "cluster.price_per_gpu_hour_usd",
      "magnitude"),
     (changed("run.iterations", 2**64), "run.iterations", "64-bit"),
     # unknown ids
