@@ -14,8 +14,8 @@ A scenario has five sections::
 ``load_scenario`` reads a file (or a mapping), applies ``--set`` overrides, checks every
 key, type, catalog id and cross-field constraint, and returns a frozen :class:`Scenario`
 with every default filled in. Any problem is a :class:`ConfigError` naming the dotted
-field (``cluster.nodes``), the value and what would be valid; nothing is dropped,
-coerced or clamped on the way.
+field (``cluster.nodes``), the value and what would be valid. Nothing is dropped or
+clamped on the way; an integer where a float is expected is read as that float.
 """
 
 from __future__ import annotations
@@ -271,8 +271,11 @@ def with_overrides(scenario: Scenario, overrides: Mapping[str, Any]) -> Scenario
 
 def _resolve_path(source: str | Path) -> Path:
     path = Path(source)
-    if path.is_file():
-        return path
+    try:
+        if path.is_file():
+            return path
+    except (OSError, ValueError):  # a name too long for the OS, or with a NUL byte
+        pass
     examples = example_scenarios()
     if isinstance(source, str) and source in examples:
         return examples[source]
@@ -632,8 +635,9 @@ def _option(algorithm: str, key: str, value: Any, world_size: int) -> Any:
     if key == "backup_workers":
         backup = _int(where, value, 0)
         if backup >= world_size:
-            raise ConfigError(where, backup, f"an integer >= 0 and < the {world_size} workers "
-                                             "(at least one gradient must be waited for)")
+            raise ConfigError(where, backup, f"an integer >= 0 and < {world_size}, the cluster's "
+                                             "worker count (at least one gradient must be "
+                                             "waited for)")
         return backup
     if key == "staleness_bound":
         return _int(where, value, -1)
@@ -661,7 +665,8 @@ def _stragglers_section(table: Mapping[str, Any], world_size: int) -> Stragglers
     slow_workers = _int("stragglers.slow_workers", get("slow_workers"), 0)
     if slow_workers > world_size:
         raise ConfigError("stragglers.slow_workers", slow_workers,
-                          f"an integer >= 0 and <= the {world_size} workers of the cluster")
+                          f"an integer >= 0 and <= {world_size}, the cluster's "
+                          "worker count")
     rate = _float("stragglers.transient_rate_per_s", get("transient_rate_per_s"), minimum=0.0)
     duration = _float("stragglers.transient_duration_s", get("transient_duration_s"),
                       minimum=0.0)

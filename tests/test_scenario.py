@@ -225,7 +225,7 @@ def test_every_example_loads_and_round_trips(name):
     (changed("workload.batch_per_gpu", 0), "workload.batch_per_gpu", ">= 1"),
     (changed("cluster.oversubscription", 0.5), "cluster.oversubscription", ">= 1"),
     (changed("cluster.price_per_gpu_hour_usd", 0), "cluster.price_per_gpu_hour_usd", "> 0"),
-    (changed("stragglers.slow_workers", 17), "stragglers.slow_workers", "16 workers"),
+    (changed("stragglers.slow_workers", 17), "stragglers.slow_workers", "<= 16, the"),
     (changed("stragglers.sigma", -0.1), "stragglers.sigma", ">= 0"),
     (changed("stragglers.alpha", 1.0), "stragglers.alpha", "> 1"),
     (changed("stragglers.transient_rate_per_s", -1.0), "stragglers.transient_rate_per_s",
@@ -244,7 +244,7 @@ def test_invalid_scenarios_name_the_field(data, field, fragment):
 
 
 @pytest.mark.parametrize("algorithm, field, fragment", [
-    ({"name": "ps-sync", "backup_workers": 16}, "algorithm.backup_workers", "< the 16"),
+    ({"name": "ps-sync", "backup_workers": 16}, "algorithm.backup_workers", "< 16, the"),
     ({"name": "ps-sync", "servers": 0}, "algorithm.servers", ">= 1"),
     ({"name": "ps-async", "server_placement": "remote"}, "algorithm.server_placement",
      "dedicated"),
@@ -295,6 +295,8 @@ def test_toml_syntax_error_names_file_and_line(tmp_path):
 def test_missing_file_suggests_an_example():
     message = str(error_of("defualt"))
     assert message.startswith("scenario:") and "did you mean 'default'" in message
+    for name in ("x" * 5000, "a\x00b", ""):
+        assert str(error_of(name)).startswith("scenario:")
 
 
 # --- overrides --------------------------------------------------------------------------
