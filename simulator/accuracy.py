@@ -20,13 +20,13 @@ catalog's (or the scenario's) price per GPU-hour.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 import pandas as pd
 
-from models import convergence
 from models import emulation as em
 from models.errors import ConfigError, require_int, require_number
 
@@ -46,9 +46,9 @@ PARALLEL_MODELS = frozenset({"easgd", "gossip", "local-sgd"})
 #: the rate per method), mean over PROXY_SEEDS.
 PROXY_BATCH_PER_WORKER = 8
 PROXY_LRS = (0.3, 0.1, 0.03)
-PROXY_TARGET_LOSS = 1.0
-PROXY_EVALUATE_EVERY = 4
-PROXY_SEEDS = (0, 1)
+PROXY_TARGET_LOSS = 1.1
+PROXY_EVALUATE_EVERY = 1
+PROXY_SEEDS = (0, 1, 2, 3)
 #: The simulated log is continued periodically (same staleness, same partners, same
 #: exchange rhythm) so that short simulations still let the proxy reach its target, up
 #: to this many times the samples the synchronous reference needs; beyond, the schedule
@@ -62,7 +62,6 @@ DEFAULT_MOVING_RATE = 0.9
 
 @dataclass(frozen=True)
 class TimeToAccuracy:
-    target: str
     #: The batch the convergence law is evaluated at: samples behind one update.
     samples_per_update: float
     #: Samples to the target at that batch for synchronous SGD, before the schedule factor.
@@ -198,14 +197,16 @@ def schedule_factor(update_log: pd.DataFrame, workers: int, algorithm: str,
     return factor, trace
 
 
-def time_to_accuracy(*, workload_id: str, target: str, recipe: str | None, algorithm: str,
+def time_to_accuracy(*, samples_at_batch: Callable[[float], float], algorithm: str,
                      update_log: pd.DataFrame, workers: int, batch_per_worker: int,
                      global_batch: float, throughput_samples_per_s: float,
                      simulated_time_s: float, gpus: int,
                      price_per_gpu_hour_usd: float | None,
                      options: dict | None = None) -> TimeToAccuracy:
-    """Time, GPU-hours and cost to ``target`` for a simulated run (see the module notes).
+    """Time, GPU-hours and cost to the target for a simulated run (see the module notes).
 
+    ``samples_at_batch(B)``: samples synchronous SGD needs to the target at batch ``B``
+    (the convergence law, e.g. :func:`models.convergence.samples_to_target`).
     ``global_batch`` is the samples one synchronous step applies (without the gradients
     backup workers drop); ``throughput_samples_per_s`` the samples per second whose
     gradients are applied.
@@ -221,8 +222,7 @@ def time_to_accuracy(*, workload_id: str, target: str, recipe: str | None, algor
                                                        else 1))
         factor, trace = schedule_factor(update_log, workers, algorithm, simulated_time_s,
                                         options)
-    law_samples = convergence.samples_to_target(workload_id, samples_per_update, target,
-                                                recipe)
+    law_samples = float(samples_at_batch(samples_per_update))
     samples = law_samples * factor
     seconds = samples / throughput_samples_per_s
     gpu_hours = seconds * gpus / 3600.0
@@ -239,7 +239,7 @@ def time_to_accuracy(*, workload_id: str, target: str, recipe: str | None, algor
     else:
         curve = pd.DataFrame(columns=list(CURVE_COLUMNS))
     return TimeToAccuracy(
-        target=target, samples_per_update=samples_per_update, law_samples=law_samples,
+        samples_per_update=samples_per_update, law_samples=law_samples,
         schedule_factor=factor, samples_to_target=samples,
         throughput_samples_per_s=throughput_samples_per_s, time_to_accuracy_s=seconds,
         gpus=gpus, gpu_hours=gpu_hours, price_per_gpu_hour_usd=price_per_gpu_hour_usd,
