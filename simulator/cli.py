@@ -174,9 +174,15 @@ def _sweep(args: argparse.Namespace) -> int:
     from simulator.sweep import make_sweep, run_sweep, stderr_progress
 
     definition = make_sweep(args.scenario, args.vary, args.overrides)
-    table = run_sweep(definition, args.out, workers=args.workers, scheduler=args.scheduler,
-                      resume=args.resume, retry_errors=args.retry_errors,
-                      progress=None if args.quiet else stderr_progress)
+    try:
+        table = run_sweep(definition, args.out, workers=args.workers,
+                          scheduler=args.scheduler, resume=args.resume,
+                          retry_errors=args.retry_errors,
+                          progress=None if args.quiet else stderr_progress)
+    except KeyboardInterrupt:
+        print(f"ddlsim sweep: interrupted; the finished points are in {args.out}/points "
+              "(run the same command with --resume to finish)", file=sys.stderr)
+        return 130
     failed = int((table["status"] != "ok").sum())
     print(f"{len(table) - failed} of {len(table)} points ok; wrote {args.out}/sweep.csv, "
           f"{args.out}/sweep.json and {args.out}/points/")

@@ -341,13 +341,15 @@ def run_sweep(sweep: Sweep, out: Path | str, *, workers: int | None = None,
         report(f"[{done}/{len(tasks)}] {labels[record['key']]} {status} "
                f"{record['wall_s']:.1f} s")
 
-    if tasks:
-        if scheduler is not None or client is not None:
+    try:
+        if tasks and (scheduler is not None or client is not None):
             _run_dask(tasks, finish, scheduler, client)
-        else:
+        elif tasks:
             _run_local(tasks, finish, workers)
-    table = sweep_table(out, sweep)
-    atomic_write_text(out / "sweep.csv", table.to_csv(index=False))
+    finally:
+        # Also when interrupted: the table then marks the unfinished points "missing".
+        table = sweep_table(out, sweep)
+        atomic_write_text(out / "sweep.csv", table.to_csv(index=False))
     return table
 
 
@@ -368,9 +370,22 @@ def _run_local(tasks: list[PointTask], finish: Callable[[PointResult], None],
         for future in as_completed(futures):
             finish(_result_of(future, futures[future]))
     except BaseException:
-        executor.shutdown(wait=False, cancel_futures=True)
+        _stop(executor)
         raise
     executor.shutdown()
+
+
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """Stop at once (Ctrl-C): running points are abandoned, not waited for; --resume
+    runs them again."""
+    terminate = getattr(executor, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
 
 
 def _process_context():
@@ -490,6 +505,11 @@ def sweep_table(out: Path | str, sweep: Sweep) -> pd.DataFrame:
         row.update(_flatten(summary))
         rows.append(row)
     table = pd.DataFrame(rows)
+    for column in table.columns:
+        values = [row[column] for row in rows if row.get(column) is not None]
+        # Integer fields stay integers (8, not 8.0) where failed points leave gaps.
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            table[column] = table[column].astype("Int64")
     varied = [name for name, _ in sweep.vary]
     rest = [column for column in table.columns
             if column not in LEAD_COLUMNS and column not in varied]
