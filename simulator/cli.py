@@ -158,7 +158,7 @@ def _add_sweep(commands) -> None:
                             "with --scheduler")
     sweep.add_argument("--scheduler", metavar="ADDRESS",
                        help="run the points on the Dask cluster whose scheduler listens at "
-                            "ADDRESS (e.g. tcp://10.0.0.5:8786); its workers need ddlsim "
+                            "ADDRESS (e.g. tcp://scheduler-host:8786); its workers need ddlsim "
                             "installed; needs the 'dask' extra")
     sweep.add_argument("--resume", action="store_true",
                        help="keep the points already written in DIR and run only the "

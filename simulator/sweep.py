@@ -215,7 +215,30 @@ def make_sweep(scenario: str | Path | None, vary: Sequence[str],
         if name in set_fields:
             raise ConfigError("--vary", text, f"a field not also fixed by --set ({name})")
         parsed.append((name, values))
-    return Sweep(source, base, tuple(sets), tuple(parsed))
+    sweep = Sweep(source, base, tuple(sets), tuple(parsed))
+    _check_some_point_loads(sweep)
+    return sweep
+
+
+def _check_some_point_loads(sweep: Sweep) -> None:
+    """A mistake that spoils every point (a misspelt --set field) is an error now, not
+    a sweep of failures; a point that alone is invalid is recorded when it runs."""
+    first: ConfigError | None = None
+    for point in sweep.points():
+        try:
+            _point_scenario(sweep.base, sweep.sets, point.overrides)
+            return
+        except ConfigError as error:
+            first = first or error
+    if first is not None:
+        raise first
+
+
+def _point_scenario(base: Mapping[str, Any], sets: Sequence[str],
+                    overrides: Sequence[tuple[str, Any]]):
+    pairs = [parse_override(text) for text in sets]
+    pairs += [(tuple(name.split(".")), value) for name, value in overrides]
+    return load_scenario(apply_overrides(base, pairs))
 
 
 # ---------------------------------------------------------------------------------------
@@ -247,9 +270,7 @@ def evaluate_point(task: PointTask) -> PointResult:
                               "scenario": None, "summary": None}
     tables: dict[str, str] = {}
     try:
-        pairs = [parse_override(text) for text in task.sets]
-        pairs += [(tuple(name.split(".")), value) for name, value in task.overrides]
-        scenario = load_scenario(apply_overrides(task.base, pairs))
+        scenario = _point_scenario(task.base, task.sets, task.overrides)
         record["scenario"] = scenario.to_dict()
         prediction = predict(scenario)
         record["summary"] = prediction.summary()

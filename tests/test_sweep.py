@@ -62,6 +62,16 @@ def test_sweep_definition_refuses_conflicts():
         make_sweep("default", ["cluster.nodes=1,2"], ["cluster.nodes=4"])
 
 
+def test_a_mistake_that_spoils_every_point_fails_at_once():
+    with pytest.raises(ConfigError) as error:
+        make_sweep("default", ["cluster.nodes=1,2"], ["cluster.nodse=4"])
+    assert error.value.field == "cluster.nodse"
+    # An option of one varied algorithm is fine: the points of that algorithm use it.
+    sweep = make_sweep("default", ["algorithm.name=allreduce,ps-async"],
+                       ["algorithm.staleness_bound=4"])
+    assert len(sweep.points()) == 2
+
+
 def test_point_keys_are_stable_and_tell_types_apart():
     # A fixed file name: the same on every run and platform (no Python hash()).
     assert point_key({"cluster.nodes": 8, "algorithm.name": "gossip"}) == \
