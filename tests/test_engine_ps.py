@@ -10,7 +10,7 @@ from models.errors import ConfigError
 from models.hardware import ClusterSpec
 from simulator.costs import Costs
 from simulator.engine import simulate
-from simulator.stragglers import Exponential, LogNormal, StragglerModel
+from simulator.stragglers import Exponential, Failures, LogNormal, StragglerModel
 
 
 def _one_gpu_costs() -> Costs:
@@ -183,3 +183,25 @@ def test_bad_ps_options_name_the_field(algorithm, options, field):
     with pytest.raises(ConfigError) as error:
         simulate(costs(), algorithm, iterations=1, options=options)
     assert error.value.field == field
+
+
+def test_dedicated_servers_need_a_network():
+    with pytest.raises(ConfigError) as error:
+        simulate(costs(nodes=1), "ps-async", iterations=1,
+                 options={"server_placement": "dedicated"})
+    assert error.value.field == "algorithm.server_placement"
+
+
+def test_random_failures_of_the_straggler_model():
+    # Failures of the contract's model: each one costs synchronous training at least its
+    # restart; asynchronous training loses much less.
+    c = costs(nodes=1, gpus_per_node=8)
+    model = StragglerModel(failures=Failures(mtbf_s=5.0, restart_s=1.0))
+    base = {a: simulate(c, a, iterations=40).summary["simulated_time_s"]
+            for a in ("ps-sync", "ps-async")}
+    sync = simulate(c, "ps-sync", iterations=40, stragglers=model, seed=4)
+    async_ = simulate(c, "ps-async", iterations=40, stragglers=model, seed=4)
+    assert sync.summary["failures"] >= 2
+    assert sync.summary["simulated_time_s"] - base["ps-sync"] >= 1.0
+    assert (async_.summary["simulated_time_s"] - base["ps-async"]
+            < 0.5 * (sync.summary["simulated_time_s"] - base["ps-sync"]))
