@@ -82,6 +82,9 @@ class Deterministic:
     def sample(self, rng: np.random.Generator) -> float:
         return float(self.value)
 
+    def samples(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return np.full(size, float(self.value))
+
     @property
     def mean(self) -> float:
         return float(self.value)
@@ -115,6 +118,10 @@ class LogNormal:
 
     def sample(self, rng: np.random.Generator) -> float:
         return float(rng.lognormal(self.mu, self.sigma))
+
+    def samples(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` draws at once, the same as ``size`` calls of :meth:`sample`."""
+        return rng.lognormal(self.mu, self.sigma, size)
 
     @property
     def mean(self) -> float:
@@ -153,6 +160,9 @@ class Pareto:
         # numpy's pareto() is the Lomax (Pareto II) law; 1 + Lomax is Pareto I of scale 1.
         return float(self.scale * (1.0 + rng.pareto(self.alpha)))
 
+    def samples(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return self.scale * (1.0 + rng.pareto(self.alpha, size))
+
     @property
     def mean(self) -> float:
         return 1.0
@@ -182,6 +192,9 @@ class Exponential:
 
     def sample(self, rng: np.random.Generator) -> float:
         return float(rng.exponential(self.mean))
+
+    def samples(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return rng.exponential(self.mean, size)
 
     @property
     def variance(self) -> float:
@@ -298,8 +311,10 @@ class _Timeline:
 
 
 class ComputePhase(NamedTuple):
-    end_s: float
-    failures: int
+    """Outcome of :meth:`WorkerClock.run_compute`."""
+
+    end_s: float  # when the phase's work is finally done
+    failures: int  # how many times it was lost and redone
 
 
 class WorkerClock:
