@@ -7,13 +7,21 @@ converts them to SI once, at the edge, and builds the frozen specs of
 
 from __future__ import annotations
 
+import datetime
 import os
+import re
 import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from models.errors import ConfigError, nearest, require_choice, require_number
+from models.errors import (
+    ConfigError,
+    nearest,
+    require_choice,
+    require_number,
+    require_positive,
+)
 from models.hardware import ClusterSpec, GPUSpec, LinkSpec
 
 _GPU_KEYS = {"name", "vendor", "architecture", "memory_bandwidth_GBps", "memory_GB", "source",
@@ -42,6 +50,8 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def _check_keys(where: str, entry: dict[str, Any], allowed: set[str], required: set[str]) -> None:
+    if not isinstance(entry, dict):
+        raise ConfigError(where, entry, "a table of " + ", ".join(sorted(allowed)))
     for key in entry:
         if key not in allowed:
             raise ConfigError(f"{where}.{key}", entry[key], "a known key: " +
@@ -58,17 +68,42 @@ def _tflops(where: str, table: Any) -> dict[str, float]:
             for precision, value in table.items()}
 
 
+def _text(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(where, value, "a non-empty string")
+    return value
+
+
+#: A price is dated to the month or the day it was listed.
+_DATE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?$")
+
+
+def _price(where: str, entry: dict[str, Any]) -> tuple[float | None, str | None, str | None]:
+    """(usd_per_hour, source, date) of an optional ``price`` table; all three or none."""
+    if "price" not in entry:
+        return None, None, None
+    price = entry["price"]
+    if not isinstance(price, dict):
+        raise ConfigError(where, price, "a table { usd_per_hour, source, date }")
+    _check_keys(where, price, _PRICE_KEYS, _PRICE_KEYS)
+    date = price["date"]
+    if isinstance(date, datetime.date):  # an unquoted TOML date
+        date = date.isoformat()
+    if not isinstance(date, str) or not _DATE.match(date):
+        raise ConfigError(f"{where}.date", price["date"], "a date YYYY-MM or YYYY-MM-DD")
+    return (require_positive(f"{where}.usd_per_hour", price["usd_per_hour"]),
+            _text(f"{where}.source", price["source"]), date)
+
+
 def parse_gpu(gpu_id: str, entry: dict[str, Any]) -> GPUSpec:
     where = f"gpus.{gpu_id}"
     _check_keys(where, entry, _GPU_KEYS, _GPU_KEYS - {"price"})
-    price = entry.get("price", {})
-    _check_keys(f"{where}.price", price, _PRICE_KEYS,
-                _PRICE_KEYS if price else set())
+    usd_per_hour, price_source, price_date = _price(f"{where}.price", entry)
     return GPUSpec(
         id=gpu_id,
-        name=entry["name"],
-        vendor=entry["vendor"],
-        architecture=entry["architecture"],
+        name=_text(f"{where}.name", entry["name"]),
+        vendor=_text(f"{where}.vendor", entry["vendor"]),
+        architecture=_text(f"{where}.architecture", entry["architecture"]),
         vector_flops_per_s=_tflops(f"{where}.vector_tflops", entry["vector_tflops"]),
         matrix_flops_per_s=_tflops(f"{where}.matrix_tflops", entry["matrix_tflops"]),
         memory_bandwidth_Bps=require_number(f"{where}.memory_bandwidth_GBps",
@@ -76,10 +111,10 @@ def parse_gpu(gpu_id: str, entry: dict[str, Any]) -> GPUSpec:
                                             exclusive_minimum=True) * 1e9,
         memory_bytes=require_number(f"{where}.memory_GB", entry["memory_GB"], minimum=0.0,
                                     exclusive_minimum=True) * 1e9,
-        source=entry["source"],
-        price_usd_per_hour=price.get("usd_per_hour"),
-        price_source=price.get("source"),
-        price_date=price.get("date"),
+        source=_text(f"{where}.source", entry["source"]),
+        price_usd_per_hour=usd_per_hour,
+        price_source=price_source,
+        price_date=price_date,
     )
 
 
@@ -94,13 +129,13 @@ def parse_link(link_id: str, entry: dict[str, Any]) -> LinkSpec:
     scale = 1e9 if units[0] == "bandwidth_GBps" else 1e9 / 8
     return LinkSpec(
         id=link_id,
-        name=entry["name"],
+        name=_text(f"{where}.name", entry["name"]),
         transport=entry["transport"],
         bandwidth_Bps=require_number(f"{where}.{units[0]}", entry[units[0]], minimum=0.0,
                                      exclusive_minimum=True) * scale,
         latency_s=require_number(f"{where}.latency_us", entry["latency_us"], minimum=0.0) * 1e-6,
         efficiency=entry["efficiency"],
-        source=entry["source"],
+        source=_text(f"{where}.source", entry["source"]),
     )
 
 

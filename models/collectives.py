@@ -17,13 +17,17 @@ bottleneck link (full-duplex links throughout). Sources:
   scan", Parallel Computing 35(12), 2009, and NCCL 2.4's double binary tree.
 
 *Cluster-level* functions take a :class:`models.hardware.ClusterSpec` and model what NCCL
-does on it: for every (algorithm, protocol) pair NCCL would consider on that topology,
-``latency + bytes / bandwidth`` with NCCL's own latency tables and protocol factors
-(``data/hardware/collectives.toml``, from ``src/graph/tuning.cc``), and with the bandwidth
-of the bottleneck link of the cluster: the intra-node link within one node; across nodes,
-the node's NICs shared by its GPUs (``ClusterSpec.node_bandwidth_Bps``, or the bisection
-share when a fat tree spans leaf switches). ``algorithm="auto"`` is the fastest pair, as
-NCCL chooses.
+does on it, in two steps. NCCL's tuner picks the (algorithm, protocol) pair: for every
+pair NCCL would consider on that topology it predicts ``latency + bytes / bandwidth`` with
+its own latency tables, protocol factors and bandwidth caps (``data/hardware/
+collectives.toml [nccl]``, from ``src/graph/tuning.cc``) over the graph its topology search
+builds, and runs the least. The achieved-time model then says how long that pair takes:
+constants fitted to published nccl-tests runs where the hardware has them
+(``[achieved]``, ``benchmarks/collectives_fit.py``; an NVLS pipeline whose chunk follows
+NCCL's own rule), NCCL's latencies over the bottleneck link otherwise: the intra-node link
+within one node; across nodes, the node's NICs shared by its GPUs
+(``ClusterSpec.node_bandwidth_Bps``, or the bisection share when a fat tree spans leaf
+switches). ``algorithm="auto"`` is the pair NCCL picks, which is not always the fastest.
 
 Sizes follow nccl-tests: ``size_bytes`` is the full vector (all-reduce input, all-gather
 output, reduce-scatter input, broadcast buffer).
@@ -32,18 +36,19 @@ output, reduce-scatter input, broadcast buffer).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from models.catalog import data_dir, read_toml
-from models.errors import ConfigError, require_choice, require_int, require_number
+from models.errors import ConfigError, nearest, require_choice, require_int, require_number
 from models.hardware import ClusterSpec, LinkSpec
 
 #: Algorithms of :func:`allreduce_time_s`. ring, tree and nvls are NCCL's; the last two are
 #: MPI/Horovod-style compositions that NCCL does not run, so "auto" never picks them.
-ALLREDUCE_ALGORITHMS = ("auto", "ring", "tree", "nvls", "recursive_halving_doubling",
-                        "hierarchical")
-NCCL_ALGORITHMS = ("ring", "tree", "nvls")
+ALLREDUCE_ALGORITHMS = ("auto", "ring", "tree", "nvls", "nvls_tree",
+                        "recursive_halving_doubling", "hierarchical")
+NCCL_ALGORITHMS = ("ring", "tree", "nvls", "nvls_tree")
 PROTOCOLS = ("ll", "ll128", "simple")
 #: nccl-tests bus-bandwidth factors (doc/PERFORMANCE.md), as functions of the rank count.
 BUSBW_FACTORS = {
@@ -219,15 +224,265 @@ def busbw_Bps(collective: str, size_bytes, time_s, ranks) -> float:
 
 # --------------------------------------------------------------------------------------
 # NCCL model on a cluster
+#
+# Two questions, two models. *Which* (algorithm, protocol) pair runs is NCCL's decision,
+# made with NCCL's own performance model (tuning.cc): the pair of least predicted time.
+# *How long* that pair takes is the achieved-time model, whose constants are fitted to
+# published nccl-tests runs (benchmarks/collectives_fit.py). NCCL's predictions are
+# good enough to rank pairs but not to time them: its NVLS latency is 25 us, while NVLS
+# all-reduce on 8 H100 takes 40-130 us of pipeline fill depending on the chunk size.
+
+
+@dataclass(frozen=True)
+class NcclGraph:
+    """What NCCL's topology search finds and its tuning model multiplies: the channels
+    of the ring/tree graphs and their total bus bandwidth (NCCL's view, GB/s)."""
+
+    channels: int
+    bus_GBps: float
+    nvls_channels: int
+
+    @property
+    def channel_GBps(self) -> float:
+        return self.bus_GBps / self.channels
+
+
+#: (algorithm, protocol) pairs NCCL has kernels for, per collective, in NCCL's own order
+#: (the first of equally fast pairs wins its tuner).
+_PAIRS = {
+    "allreduce": (("tree", "ll"), ("tree", "ll128"), ("tree", "simple"), ("ring", "ll"),
+                  ("ring", "ll128"), ("ring", "simple"), ("nvls", "simple"),
+                  ("nvls_tree", "simple")),
+    "reduce_scatter": (("ring", "ll"), ("ring", "ll128"), ("ring", "simple"),
+                       ("nvls", "simple")),
+    "all_gather": (("ring", "ll"), ("ring", "ll128"), ("ring", "simple"), ("nvls", "simple")),
+    "broadcast": (("ring", "ll"), ("ring", "ll128"), ("ring", "simple")),
+}
+COLLECTIVES = tuple(_PAIRS)
 
 
 @cache
+def _toml() -> dict[str, Any]:
+    return read_toml(data_dir() / "hardware" / "collectives.toml")
+
+
 def _constants() -> dict[str, Any]:
-    return read_toml(data_dir() / "hardware" / "collectives.toml")["nccl"]
+    return _toml()["nccl"]
+
+
+def achieved_constants() -> dict[str, Any]:
+    """The fitted achieved-time constants of ``collectives.toml``, by intra-node link."""
+    return _toml().get("achieved", {})
 
 
 def _hw_class(link: LinkSpec) -> str:
     return _HW_CLASS[link.transport]
+
+
+def _arch(cluster: ClusterSpec) -> str:
+    return cluster.gpu.architecture
+
+
+def _by_arch(table: dict[str, Any], arch: str, default: Any = None) -> Any:
+    return table.get(arch, table.get("default", default))
+
+
+def _node_index(nodes: int) -> int:
+    # NCCL's [1 node, 2 nodes, 3 or more] columns.
+    return min(nodes, 3) - 1
+
+
+def _nvls_hardware(cluster: ClusterSpec) -> bool:
+    consts = _constants()["nvls"]
+    return (cluster.gpus_per_node >= 2 and cluster.intra_link.id in consts["links"]
+            and _arch(cluster) in consts["efficiency"])
+
+
+def nccl_graph(cluster: ClusterSpec) -> NcclGraph:
+    """NCCL's ring/tree graph on this cluster, as its search (search.cc) builds it: try
+    the per-channel speeds of the GPU generation's speed array, highest first, and keep
+    the largest total ``channels x speed`` that fits each GPU's NVLink bandwidth (NCCL's
+    per-link figure) and, across nodes, the NICs (a channel enters and leaves a node once,
+    through one NIC). The channels are then spread over the graph's channel count."""
+    consts = _constants()["graph"]
+    arch = _arch(cluster)
+    link = cluster.intra_link
+    intra_GBps = link.bandwidth_Bps / 1e9
+    if link.transport == "nvlink":
+        intra_GBps *= _by_arch(consts["nvlink_fraction"], arch, 0.8)
+    max_channels = int(consts["channels"])
+    speeds = _by_arch(consts["speed_intra_GBps" if cluster.nodes == 1 else "speed_inter_GBps"],
+                      arch)
+    best = 0.0
+    for speed in speeds:
+        channels = min(max_channels, math.floor(intra_GBps / speed))
+        if cluster.nodes > 1:
+            nic_GBps = cluster.inter_link.bandwidth_Bps / 1e9
+            channels = min(channels, cluster.nics_per_node * math.floor(nic_GBps / speed))
+        best = max(best, channels * speed)
+    if best <= 0.0:
+        # Slower than the slowest speed NCCL tries: one channel at what the link gives.
+        best = min(intra_GBps, cluster.node_bandwidth_Bps / 1e9) if cluster.nodes > 1 \
+            else intra_GBps
+    return NcclGraph(channels=max_channels, bus_GBps=best,
+                     nvls_channels=int(_constants()["nvls"]["channels"]))
+
+
+def _ll128_enabled(cluster: ClusterSpec) -> bool:
+    # NCCL turns LL128 on only where its 128-byte stores are atomic end to end: NVLink
+    # inside the node and, across nodes, GPUDirect RDMA.
+    if cluster.intra_link.transport != "nvlink":
+        return False
+    return cluster.nodes == 1 or cluster.inter_link.transport == "rdma"
+
+
+def _nsteps(collective: str, p: int) -> int:
+    if collective == "allreduce":
+        return 2 * (p - 1)
+    if collective in ("reduce_scatter", "all_gather"):
+        return p - 1
+    return p
+
+
+def _available_pairs(collective: str, cluster: ClusterSpec) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for algorithm, protocol in _PAIRS[collective]:
+        if protocol == "ll128" and not _ll128_enabled(cluster):
+            continue
+        if algorithm == "nvls" and (cluster.nodes > 1 or not _nvls_hardware(cluster)):
+            continue
+        if algorithm == "nvls_tree" and (cluster.nodes == 1 or not _nvls_hardware(cluster)):
+            continue
+        pairs.append((algorithm, protocol))
+    return tuple(pairs)
+
+
+def _tuner_bandwidth_GBps(collective: str, algorithm: str, protocol: str,
+                          cluster: ClusterSpec, graph: NcclGraph) -> float:
+    """comm->bandwidths[coll][algo][proto] of ncclTopoTuneModel: algorithm bandwidth."""
+    consts = _constants()
+    arch = _arch(cluster)
+    nodes, p = cluster.nodes, cluster.world_size
+    column = _node_index(nodes)
+    caps = consts["per_channel_max_busbw_GBps"]
+    factors = consts["protocol_factor"]
+    if nodes == 1:
+        ll_max = consts["ll_max_busbw_GBps"]["one_node"].get(arch, math.inf)
+    else:
+        ll_max = consts["ll_max_busbw_GBps"]["multi_node"][min(nodes, 3) - 2]
+    bus = graph.bus_GBps
+    channels = graph.channels
+    if algorithm in ("nvls", "nvls_tree"):
+        channels = graph.nvls_channels
+        per_channel = graph.channel_GBps
+        efficiency = consts["nvls"]["efficiency"][arch]
+        ppn = cluster.gpus_per_node
+        intra = per_channel * efficiency * (channels - 1) / channels
+        intra *= 2.0 if collective == "allreduce" else (ppn - 1) / ppn
+        inter = per_channel * (2.0 if algorithm == "nvls_tree" and nodes <= 2 else 1.0)
+        bw = min(intra, inter)
+        if algorithm == "nvls_tree":
+            bw = min(bw, caps["nvls_tree"][arch][column])
+        bus = channels * bw
+    elif algorithm == "ring":
+        if protocol == "ll":
+            bus = min(ll_max, bus * factors["ring"]["ll"])
+        elif protocol == "ll128":
+            bus = min(bus * factors["ring"]["ll128"],
+                      channels * _by_arch(caps["ring_ll128"], arch, [math.inf] * 3)[column])
+    else:  # tree, all-reduce only
+        bus = min(bus * factors["tree"]["simple"],
+                  channels * _by_arch(caps["tree"], arch, [math.inf] * 3)[column])
+        if protocol == "ll":
+            bus = min(bus / 3.8, ll_max)
+        elif protocol == "ll128":
+            share = 7.0 / 9.0 if nodes == 1 else 120.0 / 128.0
+            bus = min(bus * share,
+                      channels * _by_arch(caps["tree_ll128"], arch, [math.inf] * 3)[column])
+    if algorithm != "ring" and collective in ("reduce_scatter", "all_gather"):
+        return bus
+    ratio = 0.5 if algorithm == "tree" else p / _nsteps(collective, p)
+    return bus * ratio
+
+
+def _log2i(value: float) -> int:
+    value = int(value)
+    return value.bit_length() - 1 if value > 0 else 0
+
+
+def _tuner_latency_us(collective: str, algorithm: str, protocol: str,
+                      cluster: ClusterSpec) -> float:
+    """comm->latencies[coll][algo][proto] of ncclTopoTuneModel, microseconds."""
+    consts = _constants()
+    nodes, p = cluster.nodes, cluster.world_size
+    ppn = cluster.gpus_per_node
+    base = consts["base_latency_us"][algorithm][protocol]
+    intra = consts["hw_latency_us"][_hw_class(cluster.intra_link)][algorithm][protocol]
+    # Without a peer on its own node a rank cannot hide the network: tree's net latency.
+    net_algorithm = "tree" if ppn == 1 else algorithm
+    inter = consts["hw_latency_us"]["net"][net_algorithm][protocol]
+    if algorithm == "ring":
+        if collective == "broadcast":
+            hw = "net" if nodes > 1 else _hw_class(cluster.intra_link)
+            return base + consts["hw_latency_us"][hw]["ring"][protocol]
+        if nodes > 1:
+            intra = max(intra, consts["net_overhead_us"][protocol])
+        steps = _nsteps(collective, p)
+        inter_steps = 0 if nodes == 1 else (2 * (nodes - 1) if collective == "allreduce"
+                                            else nodes - 1)
+        return base + (steps - inter_steps) * intra + inter_steps * inter
+    if algorithm == "tree":
+        return base + 2 * ((ppn - 1) * intra + _log2i(nodes) * inter)
+    if algorithm == "nvls":
+        return intra + (inter if nodes > 1 else 0.0)
+    return base + intra + 2 * _log2i(nodes) * inter
+
+
+def nccl_tuner_times_s(collective: str, size_bytes, cluster: ClusterSpec
+                       ) -> dict[tuple[str, str], float]:
+    """NCCL's own predicted time of every (algorithm, protocol) pair it would consider
+    for this collective on this cluster (ncclTopoGetAlgoTime): latency + bytes / algbw,
+    with the tree correction factors and the multi-node ring plateau. NCCL runs the pair
+    of least predicted time; these are not the times it achieves."""
+    require_choice("collective", collective, COLLECTIVES)
+    n = _size(size_bytes)
+    if cluster.world_size == 1:
+        return {("ring", "simple"): 0.0}
+    graph = nccl_graph(cluster)
+    consts = _constants()
+    times = {}
+    for algorithm, protocol in _available_pairs(collective, cluster):
+        bw = _tuner_bandwidth_GBps(collective, algorithm, protocol, cluster, graph)
+        latency = _tuner_latency_us(collective, algorithm, protocol, cluster)
+        if algorithm == "tree" and collective == "allreduce":
+            table = consts["tree_correction_factor"][protocol]
+            index = _log2i(int(n) >> 6)
+            if index < len(table):
+                bw *= table[index]
+        if (algorithm, protocol) == ("ring", "simple") and cluster.nodes > 1 \
+                and collective == "allreduce" and n / (graph.channels * cluster.world_size) >= 64:
+            latency *= _by_arch(consts["ring_plateau_factor"], _arch(cluster))
+        times[algorithm, protocol] = (latency + n / (1000.0 * bw)) * 1e-6
+    return times
+
+
+def nccl_selection(collective: str, size_bytes, cluster: ClusterSpec,
+                   algorithm: str = "auto") -> tuple[str, str]:
+    """The (algorithm, protocol) NCCL runs: least predicted time, among the given
+    algorithm's protocols when one is forced (``NCCL_ALGO``)."""
+    times = nccl_tuner_times_s(collective, size_bytes, cluster)
+    if algorithm != "auto":
+        supported = sorted({name for name, _ in times})
+        if algorithm not in supported:
+            raise ConfigError("algorithm", algorithm, f"one of auto, {', '.join(supported)} "
+                              f"(what NCCL runs for {collective} on this cluster)",
+                              nearest(algorithm, supported))
+        times = {pair: t for pair, t in times.items() if pair[0] == algorithm}
+    # Ties go to the first pair in NCCL's own order (tree, ring, ..., nvls).
+    return min(times, key=times.__getitem__)
+
+
+# ---------------------------------------------------------------- achieved times
 
 
 def _inter_node_bandwidth_Bps(cluster: ClusterSpec) -> float:
@@ -243,139 +498,171 @@ def _ring_bus_bandwidth_Bps(cluster: ClusterSpec) -> float:
     return min(intra, _inter_node_bandwidth_Bps(cluster))
 
 
-def _ll128_enabled(cluster: ClusterSpec) -> bool:
-    # NCCL turns LL128 on only where its 128-byte stores are atomic end to end: NVLink
-    # inside the node and, across nodes, GPUDirect RDMA.
-    if cluster.intra_link.transport != "nvlink":
-        return False
-    return cluster.nodes == 1 or cluster.inter_link.transport == "rdma"
-
-
-def _nvls_efficiency(cluster: ClusterSpec) -> float | None:
-    if cluster.nodes != 1 or cluster.gpus_per_node < 2:
-        return None
-    return _constants()["nvls"]["efficiency"].get(cluster.intra_link.id)
-
-
 def _ll_cap_Bps(cluster: ClusterSpec) -> float:
-    caps = _constants()["ll_max_busbw_GBps"].get(cluster.gpu.architecture)
-    if caps is None:
-        return math.inf
-    return caps[min(cluster.nodes, 3) - 1] * 1e9
+    consts = _constants()["ll_max_busbw_GBps"]
+    if cluster.nodes == 1:
+        return consts["one_node"].get(_arch(cluster), math.inf) * 1e9
+    return consts["multi_node"][min(cluster.nodes, 3) - 2] * 1e9
 
 
-def _latency_s(algorithm: str, protocol: str, hw: str) -> tuple[float, float]:
-    """(base, per-step hardware) latency in seconds from NCCL's tables."""
+def _nvls_vector_bandwidth_Bps(cluster: ClusterSpec, efficiency: float,
+                               link_Bps: float | None = None) -> float:
+    """NVLS all-reduce moves, per GPU, n + n/p out and n/p + n in through the switch
+    (multimem.ld_reduce of its n/p shard from all p GPUs, multimem.st of the sum to all):
+    the vector bandwidth is p/(p+1) of what its link sustains."""
+    g = cluster.gpus_per_node
+    if link_Bps is None:
+        link_Bps = cluster.intra_link.achievable_bandwidth_Bps
+    return efficiency * link_Bps * g / (g + 1)
+
+
+def _prior_time_s(collective: str, algorithm: str, protocol: str, n: float,
+                  cluster: ClusterSpec) -> float:
+    """Achieved time without fitted constants: NCCL's latencies with the bandwidth of the
+    cluster's bottleneck link (not NCCL's graph figure) and NCCL's protocol factors."""
     consts = _constants()
-    base = consts["base_latency_us"][algorithm][protocol]
-    step = consts["hw_latency_us"][hw][algorithm][protocol]
-    return base * 1e-6, step * 1e-6
-
-
-def _ring_steps(collective: str, p: int) -> int:
-    return 2 * (p - 1) if collective == "allreduce" else p - 1
-
-
-def _ring_candidate(collective: str, protocol: str, n: float, cluster: ClusterSpec) -> float:
     p = cluster.world_size
-    factor = _constants()["bus_bandwidth_factor"]["ring"][protocol]
-    bus = _ring_bus_bandwidth_Bps(cluster) * factor
-    if protocol == "ll":
-        bus = min(bus, _ll_cap_Bps(cluster))
-    steps = _ring_steps(collective, p)
-    inter_steps = 0 if cluster.nodes == 1 else _ring_steps(collective, cluster.nodes)
-    base, intra_step = _latency_s("ring", protocol, _hw_class(cluster.intra_link))
-    latency = base + (steps - inter_steps) * intra_step
-    if inter_steps:
-        _, net_step = _latency_s("ring", protocol, "net")
-        latency += inter_steps * (net_step + cluster.inter_link.latency_s)
-    return latency + BUSBW_FACTORS[collective](p) * n / bus
-
-
-def _tree_candidate(protocol: str, n: float, cluster: ClusterSpec) -> float:
-    factors = _constants()["bus_bandwidth_factor"]["tree"]
+    latency = _tuner_latency_us(collective, algorithm, protocol, cluster) * 1e-6
+    if cluster.nodes > 1 and algorithm in ("ring", "tree"):
+        # The network's own small-message latency on every inter-node hop.
+        if algorithm == "ring":
+            hops = (cluster.nodes - 1) * (2 if collective == "allreduce" else 1)
+        else:
+            hops = 2 * _log2i(cluster.nodes)
+        latency += hops * cluster.inter_link.latency_s
+    if algorithm in ("nvls", "nvls_tree"):
+        efficiency = consts["nvls"]["efficiency"][_arch(cluster)]
+        bandwidth = _nvls_vector_bandwidth_Bps(cluster, efficiency)
+        if collective != "allreduce":
+            # Reduce-scatter or all-gather alone: n out and n/p in, or the reverse.
+            bandwidth = efficiency * cluster.intra_link.achievable_bandwidth_Bps
+        if algorithm == "nvls_tree":
+            bandwidth = min(bandwidth, _nvls_tree_network_Bps(cluster))
+        return latency + n / bandwidth
+    bus = _ring_bus_bandwidth_Bps(cluster)
+    if algorithm == "ring":
+        bus *= consts["protocol_factor"]["ring"][protocol]
+        if protocol == "ll":
+            bus = min(bus, _ll_cap_Bps(cluster))
+        if collective == "broadcast":
+            return latency + n / bus
+        return latency + BUSBW_FACTORS[collective](p) * n / bus
     key = "ll128_one_node" if protocol == "ll128" and cluster.nodes == 1 else protocol
-    bus = _ring_bus_bandwidth_Bps(cluster) * factors[key]
+    bus *= consts["protocol_factor"]["tree"][key]
     if protocol == "ll":
         bus = min(bus, _ll_cap_Bps(cluster))
-    # A chain through the node's GPUs, a double binary tree over the nodes (NCCL >= 2.4).
-    base, intra_step = _latency_s("tree", protocol, _hw_class(cluster.intra_link))
-    latency = base + 2 * (cluster.gpus_per_node - 1) * intra_step
-    if cluster.nodes > 1:
-        _, net_step = _latency_s("tree", protocol, "net")
-        latency += 2 * _log2_ceil(cluster.nodes) * (net_step + cluster.inter_link.latency_s)
     return latency + 2 * n / bus
 
 
-def _nvls_candidate(collective: str, n: float, cluster: ClusterSpec, efficiency: float) -> float:
-    """NVLink SHARP. All-reduce: GPU r issues multimem.ld_reduce on its n/p shard (the
-    switch reads that shard from all p GPUs and returns the sum), then multimem.st (the
-    switch writes it to all p GPUs). Per GPU that is n + n/p out and n/p + n in.
-    Reduce-scatter and all-gather are one half each: n out and n/p in, or the reverse."""
+def _nvls_tree_network_Bps(cluster: ClusterSpec) -> float:
+    """Vector bandwidth the network allows an NVLS tree: after the in-node reduction each
+    GPU owns 1/g of the vector and trades it over its NIC; two nodes swap once, more nodes
+    send up and down a tree, twice the bytes."""
+    node = _inter_node_bandwidth_Bps(cluster)
+    return node if cluster.nodes == 2 else node / 2
+
+
+def nvls_chunk_bytes(size_bytes, cluster: ClusterSpec) -> int:
+    """NCCL's NVLS chunk for an all-reduce of this size (enqueue.cc)."""
+    consts = _constants()
+    chunk = int(consts["nvls_chunk"]["max_bytes"])
+    concurrent = int(consts["nvls"]["channels"]) * cluster.gpus_per_node
+    for factor, smaller in consts["nvls_chunk"]["rules"]:
+        if size_bytes < factor * concurrent * chunk and chunk > smaller:
+            chunk = int(smaller)
+    return chunk
+
+
+def _fitted(cluster: ClusterSpec, algorithm: str, protocol: str,
+            constants: dict[str, Any] | None) -> dict[str, float] | None:
+    table = (achieved_constants() if constants is None else constants).get(
+        cluster.intra_link.id, {})
+    if algorithm == "ring" and protocol == "ll" and cluster.nodes == 1:
+        return table.get("ring_ll")
+    if algorithm == "nvls" and cluster.nodes == 1:
+        return table.get("nvls")
+    if algorithm == "nvls_tree":
+        per_net = table.get("nvls_tree", {})
+        found = per_net.get(cluster.inter_link.id)
+        if found is not None and "nvls" in table:
+            return {**found, **{f"nvls_{k}": v for k, v in table["nvls"].items()}}
+    return None
+
+
+def achieved_time_s(collective: str, pair: tuple[str, str], size_bytes, cluster: ClusterSpec,
+                    constants: dict[str, Any] | None = None) -> float:
+    """How long an (algorithm, protocol) pair takes on the cluster: the fitted model of
+    ``collectives.toml [achieved]`` where the hardware has one (``constants`` replaces
+    that table, for fitting), NCCL's latencies over the physical links otherwise."""
+    require_choice("collective", collective, COLLECTIVES)
+    n = _size(size_bytes)
     p = cluster.world_size
-    bus = cluster.intra_link.achievable_bandwidth_Bps * efficiency
-    traffic = (1 + 1 / p) * n if collective == "allreduce" else n
-    base, step = _latency_s("nvls", "simple", "nvlink")
-    return base + step + traffic / bus
+    if p == 1:
+        return 0.0
+    algorithm, protocol = pair
+    if pair not in _available_pairs(collective, cluster):
+        raise ConfigError("pair", pair, "an (algorithm, protocol) pair NCCL runs for "
+                          f"{collective} on this cluster: {_available_pairs(collective, cluster)}")
+    fit = _fitted(cluster, algorithm, protocol, constants) if collective == "allreduce" \
+        else None
+    if fit is None:
+        return _prior_time_s(collective, algorithm, protocol, n, cluster)
+    # Fitted bandwidths are fractions of the link's nominal bandwidth, so they do not move
+    # with the catalog's bulk-transfer efficiency.
+    link = cluster.intra_link.bandwidth_Bps
+    if algorithm == "ring":
+        threads = _constants()["threads"]
+        saturation = (nccl_graph(cluster).channels * threads["ll_threads"]
+                      * threads["ll_threshold_bytes"] * p)
+        bus = fit["bus_efficiency"] * link
+        return fit["latency_us"] * 1e-6 + BUSBW_FACTORS["allreduce"](p) * max(n, saturation) / bus
+    if algorithm == "nvls":
+        return _nvls_pipeline_time_s(n, cluster, fit)
+    # The fitted efficiency is what joining the nodes costs the in-node NVLS stream; the
+    # network term already carries its links' own efficiency.
+    nvls = {k.removeprefix("nvls_"): v for k, v in fit.items() if k.startswith("nvls_")}
+    bandwidth = min(fit["efficiency"] * _nvls_vector_bandwidth_Bps(cluster, nvls["efficiency"],
+                                                                   link),
+                    _nvls_tree_network_Bps(cluster))
+    return fit["latency_us"] * 1e-6 + n / bandwidth
+
+
+def _nvls_pipeline_time_s(n: float, cluster: ClusterSpec, fit: dict[str, float]) -> float:
+    window = (int(_constants()["nvls"]["channels"]) * cluster.gpus_per_node
+              * nvls_chunk_bytes(n, cluster))
+    bandwidth = _nvls_vector_bandwidth_Bps(cluster, fit["efficiency"],
+                                           cluster.intra_link.bandwidth_Bps)
+    step = window / bandwidth + fit["step_overhead_us"] * 1e-6
+    return fit["launch_us"] * 1e-6 + (n / window + fit["pipeline_depth"]) * step
 
 
 def nccl_candidate_times_s(collective: str, size_bytes, cluster: ClusterSpec
                            ) -> dict[tuple[str, str], float]:
-    """Predicted time of every (algorithm, protocol) pair NCCL considers for this
-    collective on this cluster. Broadcast, reduce-scatter and all-gather run on rings
-    (and NVLS for the latter two); tree and NVLS all-reduce where the hardware has them.
-    """
-    require_choice("collective", collective,
-                   ("allreduce", "reduce_scatter", "all_gather", "broadcast"))
+    """Achieved time of every (algorithm, protocol) pair NCCL considers for this
+    collective on this cluster. NCCL does not necessarily run the fastest of them: see
+    :func:`nccl_selection`."""
+    require_choice("collective", collective, COLLECTIVES)
     n = _size(size_bytes)
     if cluster.world_size == 1:
         return {("ring", "simple"): 0.0}
-    protocols = [p for p in PROTOCOLS if p != "ll128" or _ll128_enabled(cluster)]
-    times: dict[tuple[str, str], float] = {}
-    for protocol in protocols:
-        if collective == "broadcast":
-            times["ring", protocol] = _broadcast_candidate(protocol, n, cluster)
-        else:
-            times["ring", protocol] = _ring_candidate(collective, protocol, n, cluster)
-        if collective == "allreduce":
-            times["tree", protocol] = _tree_candidate(protocol, n, cluster)
-    efficiency = _nvls_efficiency(cluster)
-    if efficiency is not None and collective != "broadcast":
-        times["nvls", "simple"] = _nvls_candidate(collective, n, cluster, efficiency)
-    return times
-
-
-def _broadcast_candidate(protocol: str, n: float, cluster: ClusterSpec) -> float:
-    # A pipelined chain: every link carries the buffer once (bus factor 1), p-1 hops.
-    factor = _constants()["bus_bandwidth_factor"]["ring"][protocol]
-    bus = _ring_bus_bandwidth_Bps(cluster) * factor
-    if protocol == "ll":
-        bus = min(bus, _ll_cap_Bps(cluster))
-    base, intra_step = _latency_s("ring", protocol, _hw_class(cluster.intra_link))
-    latency = base + (cluster.gpus_per_node - 1) * intra_step
-    if cluster.nodes > 1:
-        _, net_step = _latency_s("ring", protocol, "net")
-        latency += (cluster.nodes - 1) * (net_step + cluster.inter_link.latency_s)
-    return latency + n / bus
+    return {pair: achieved_time_s(collective, pair, n, cluster)
+            for pair in _available_pairs(collective, cluster)}
 
 
 def _nccl_time_s(collective: str, size_bytes, cluster: ClusterSpec, algorithm: str) -> float:
-    times = nccl_candidate_times_s(collective, size_bytes, cluster)
+    n = _size(size_bytes)
     if cluster.world_size == 1:
         return 0.0
-    if algorithm == "auto":
-        return min(times.values())
-    supported = sorted({name for name, _ in times})
-    if algorithm not in supported:
-        raise ConfigError("algorithm", algorithm, f"one of auto, {', '.join(supported)} "
-                          f"(what NCCL runs for {collective} on this cluster)")
-    return min(t for (name, _), t in times.items() if name == algorithm)
+    pair = nccl_selection(collective, n, cluster, algorithm)
+    return achieved_time_s(collective, pair, n, cluster)
 
 
 def allreduce_time_s(size_bytes, cluster: ClusterSpec, algorithm: str = "auto") -> float:
-    """All-reduce time on the cluster. ring, tree, nvls: NCCL's model, fastest protocol;
-    auto: fastest NCCL pair. recursive_halving_doubling and hierarchical: alpha-beta costs
-    with the links' own latency and achievable bandwidth (MPI / Horovod style)."""
+    """All-reduce time on the cluster. auto: the pair NCCL's tuner picks, timed by the
+    achieved-time model; ring, tree, nvls, nvls_tree: that algorithm with the protocol
+    NCCL's tuner picks for it (``NCCL_ALGO``). recursive_halving_doubling and
+    hierarchical: alpha-beta costs with the links' own latency and achievable bandwidth
+    (MPI / Horovod style)."""
     require_choice("algorithm", algorithm, ALLREDUCE_ALGORITHMS)
     n = _size(size_bytes)
     if algorithm in ("auto", *NCCL_ALGORITHMS):

@@ -5,9 +5,13 @@ from __future__ import annotations
 import pandas as pd
 
 from models import catalog
+from models.errors import require_choice
+
+CATALOGS = ("gpus", "links", "workloads")
 
 
 def catalog_table(what: str) -> pd.DataFrame:
+    require_choice("catalog", what, CATALOGS)
     if what == "gpus":
         return pd.DataFrame([
             {
@@ -19,6 +23,7 @@ def catalog_table(what: str) -> pd.DataFrame:
                 "mem_GBps": g.memory_bandwidth_Bps / 1e9,
                 "mem_GB": g.memory_bytes / 1e9,
                 "usd_per_hour": g.price_usd_per_hour,
+                "price_date": g.price_date,
             }
             for g in catalog.gpus().values()
         ])
@@ -34,19 +39,17 @@ def catalog_table(what: str) -> pd.DataFrame:
             }
             for link in catalog.links().values()
         ])
-    if what == "workloads":
-        from models.workloads import workloads
+    from models.workloads import workloads
 
-        return pd.DataFrame([
-            {
-                "id": w.id,
-                "name": w.name,
-                "task": w.task,
-                "params_M": w.params / 1e6,
-                "fwd_GFLOP_per_sample": w.forward_flops_per_sample / 1e9,
-                "dataset": w.dataset,
-                "samples": w.dataset_samples,
-            }
-            for w in workloads().values()
-        ])
-    raise ValueError(f"catalog: {what!r} is not valid; expected gpus, links or workloads")
+    return pd.DataFrame([
+        {
+            "id": w.id,
+            "name": w.name,
+            "task": w.task,
+            "params_M": w.params / 1e6,
+            "fwd_GFLOP_per_sample": w.forward_flops_per_sample / 1e9,
+            "dataset": w.dataset,
+            "samples": w.dataset_samples,
+        }
+        for w in workloads().values()
+    ])

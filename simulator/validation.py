@@ -138,7 +138,12 @@ def _predict_allreduce_busbw(row: pd.Series) -> Prediction:
     size_bytes = _number(row, "message_bytes")
     if size_bytes is None:
         raise Unsupported("message_bytes is empty")
-    algorithm = _text(row, "collective") or "auto"
+    collective = _text(row, "collective")
+    if collective in ("all_reduce", "allreduce"):
+        algorithm = _text(row, "algorithm") or "auto"
+    else:
+        # Older rows name the NCCL algorithm in the collective column.
+        algorithm = collective or "auto"
     try:
         busbw = collectives.predict_allreduce_busbw_Bps(size_bytes, cluster, algorithm=algorithm)
     except ConfigError as exc:

@@ -237,7 +237,7 @@ def test_unknown_device_needs_an_explicit_id():
     assert calibrate.gpu_id_for_device("NVIDIA L4", override="a100-sxm4-80gb") == \
         "a100-sxm4-80gb"
     with pytest.raises(ConfigError, match="--gpu-id"):
-        calibrate.gpu_id_for_device("NVIDIA L4", override="l4")
+        calibrate.gpu_id_for_device("NVIDIA GeForce RTX 4090", override="rtx-4090")
 
 
 def test_calibrate_without_cupy_exits_2_with_a_message(monkeypatch, capsys):
