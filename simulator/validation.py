@@ -3,6 +3,24 @@
 One row of the input CSV is one published number. Each row is predicted from the
 catalogs and models alone (nothing here is fitted to a row); a row that cannot be
 modeled is reported as ``unsupported: <reason>`` and the others go on.
+
+Quantities and how they are predicted:
+
+- ``allreduce_busbw``: :func:`models.collectives.predict_allreduce_busbw_Bps`.
+- ``throughput`` (samples/s of the whole job) and ``iteration_time`` (s per optimizer
+  step): a noise-free run of the SimPy engine (:func:`simulator.engine.simulate`) with
+  the row's algorithm (``allreduce`` when empty) and its default options: PyTorch DDP's
+  25 MiB buckets, all-reduce overlapped with the backward pass, NCCL's choice of
+  algorithm.
+- ``scaling_efficiency``: simulated throughput on the row's N GPUs over N times the
+  simulated throughput of one GPU of the same kind, the definition the sources use.
+- ``time_to_train``: optimizer steps to the row's target at the global batch
+  (:mod:`models.convergence`) times the simulated iteration time, plus the evaluations
+  inside the timed region (see :func:`time_to_train_parts`).
+
+Columns beyond :data:`REQUIRED_COLUMNS` that are read when present:
+``accumulation_steps`` (micro-batches of ``batch_per_gpu`` accumulated per optimizer
+step; empty means 1).
 """
 
 from __future__ import annotations
@@ -160,9 +178,12 @@ ENGINE_ITERATIONS = 20
 #: result id), never on a row id; each entry carries its citation, and a row that uses
 #: one lists it among its assumptions.
 DOCUMENTED_DEFAULTS: tuple[tuple[str, str, float, str], ...] = (
-    ("Horovod", "batch_per_gpu", 64,
+    ("Horovod docs benchmarks", "batch_per_gpu", 64,
      "Horovod docs/benchmarks.rst reproduces its benchmark with tf_cnn_benchmarks.py "
      "--batch_size 64 --variable_update horovod"),
+    ("Horovod README", "batch_per_gpu", 64,
+     "the README's Benchmarks section, later docs/benchmarks.rst, reproduces the benchmark "
+     "with tf_cnn_benchmarks.py --batch_size 64 --variable_update horovod"),
     ("MLPerf-ID 3.0-2053", "batch_per_gpu", 400,
      "MLPerf Training v3.0 Dell submission, mlcommons/training_results_v3.0 "
      "Dell/benchmarks/resnet/implementations/mxnet/config_XE9680x8H100-SXM-80GB.sh: "

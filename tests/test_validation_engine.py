@@ -120,7 +120,7 @@ def test_unsupported_rows_carry_the_reason(quantity, fields, reason):
 
 
 def test_documented_defaults_fill_an_empty_field_and_say_so():
-    row = _row(source="Horovod docs — 16-GPU benchmark", batch_per_gpu=None)
+    row = _row(source="Horovod docs benchmarks.md — 16-GPU benchmark", batch_per_gpu=None)
     rows = validation.predict_rows(pd.DataFrame([row]))
     assert rows["status"].iloc[0] == "ok"
     assert "batch_per_gpu empty: 64" in rows["assumptions"].iloc[0]
