@@ -110,6 +110,35 @@ def loso_busbw(plain: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
     return errors, notes
 
 
+def throughput_breakdown(table: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
+    """Median signed throughput error by model and precision, with the share of each
+    model's convolution FLOP in 3x3 stride-1 layers (the ones cuDNN may run with
+    Winograd's reduced arithmetic in fp32)."""
+    from models.workloads import workload
+
+    merged = ok[ok["quantity"] == "throughput"].merge(
+        table[["id", "model", "precision"]], on="id")
+    records = []
+    for (model, precision), group in merged.groupby(["model", "precision"]):
+        records.append({"model": model, "precision": precision, "rows": len(group),
+                        "median_error_pct": group["error_pct"].median(),
+                        "conv_3x3_stride1_share": winograd_share(workload(model))})
+    return pd.DataFrame(records).sort_values(["precision", "median_error_pct"])
+
+
+def winograd_share(model) -> float:
+    total = eligible = 0.0
+    for layer in model.layers:
+        if layer.kind != "conv" or layer.gemm is None:
+            continue
+        pixels, _, depth = layer.gemm
+        total += layer.forward_flops
+        # A 3x3 filter over the input's channels, output as large as the input.
+        if depth % 9 == 0 and layer.input_elements == depth // 9 * pixels:
+            eligible += layer.forward_flops
+    return eligible / total if total else float("nan")
+
+
 def summary_against_bar(rows: pd.DataFrame) -> pd.DataFrame:
     records = []
     for quantity in validation.QUANTITIES:
@@ -169,6 +198,9 @@ def main() -> int:
               f"<= 15% bus bandwidth; no row > {ROW_BAR_PCT:g}%):\n")
         summary = summary_against_bar(rows)
         print(summary.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print("\nThroughput error by model and precision (where the compute model misses):\n")
+        print(throughput_breakdown(table, ok).to_string(
+            index=False, float_format=lambda v: f"{v:.3g}"))
         worse = ok[ok["error_pct"].abs() > ROW_BAR_PCT]
         print(f"\nRows worse than {ROW_BAR_PCT:g}%: {len(worse)} of {len(ok)}")
         for quantity, subset in worse.groupby("quantity"):
