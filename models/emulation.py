@@ -135,6 +135,12 @@ def evaluate(problem: Problem, weights: np.ndarray) -> tuple[float, float]:
     return accuracy, loss
 
 
+def accuracy_of(problem: Problem, weights: np.ndarray) -> float:
+    """Held-out accuracy of ``weights``."""
+    data = _data(problem)
+    return float(np.mean((data.test_x @ weights).argmax(axis=1) == data.test_y))
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
@@ -210,13 +216,20 @@ def _validate_log(update_log: pd.DataFrame, workers: int) -> None:
 
 def emulate(update_log: pd.DataFrame, workers: int, batch_per_worker: int, lr: float,
             seed: int, problem: Problem | None = None, target_accuracy: float | None = None,
-            alpha: float = 0.1, gossip: str = "symmetric") -> pd.DataFrame:
+            alpha: float = 0.1, gossip: str = "symmetric",
+            with_loss: bool = True, target_loss: float | None = None,
+            evaluate_every: int = 1) -> pd.DataFrame:
     """Replay ``update_log``; one result row per update.
 
     Result columns: ``update`` (1-based count of updates applied), ``time_s``, ``kind``,
     ``test_accuracy`` and ``test_loss`` of the evaluated model (the center/server model,
     or the mean of the worker models for logs without sync/push/elastic rows). With
-    ``target_accuracy`` the replay stops at the first update that reaches it.
+    ``target_accuracy`` the replay stops at the first update that reaches it. A replay
+    whose model stops being finite (the learning rate diverges for that schedule) ends
+    there. ``with_loss=False`` skips the loss (NaN), most of the evaluation's cost.
+    With ``target_loss`` the replay stops at the first update whose held-out loss is at
+    most that. ``evaluate_every=k`` evaluates (and emits a row) only every k-th update
+    and at the last one, so counts to a target are known to within k updates.
     """
     problem = Problem() if problem is None else problem
     require_int("workers", workers, minimum=1)
@@ -227,6 +240,10 @@ def emulate(update_log: pd.DataFrame, workers: int, batch_per_worker: int, lr: f
     require_choice("gossip", gossip, GOSSIP_VARIANTS)
     if target_accuracy is not None:
         require_number("target_accuracy", target_accuracy, minimum=0.0, maximum=1.0)
+    if target_loss is not None:
+        require_number("target_loss", target_loss, minimum=0.0, exclusive_minimum=True)
+        with_loss = True
+    require_int("evaluate_every", evaluate_every, minimum=1)
     _validate_log(update_log, workers)
 
     rngs = [stream(seed, f"emulation.worker-{w}") for w in range(workers)]
@@ -269,10 +286,19 @@ def emulate(update_log: pd.DataFrame, workers: int, batch_per_worker: int, lr: f
         else:  # average
             mean = sum(local) / workers
             local = [mean.copy() for _ in range(workers)]
+        if (row + 1) % evaluate_every and row + 1 < len(update_log):
+            continue
         judged = center if judge_center else sum(local) / workers
-        accuracy, loss = evaluate(problem, judged)
+        if not np.isfinite(judged).all():
+            break
+        if with_loss:
+            accuracy, loss = evaluate(problem, judged)
+        else:
+            accuracy, loss = accuracy_of(problem, judged), math.nan
         results.append((row + 1, float(time_s), kind, accuracy, loss))
         if target_accuracy is not None and accuracy >= target_accuracy:
+            break
+        if target_loss is not None and loss <= target_loss:
             break
     return pd.DataFrame(results, columns=["update", "time_s", "kind", "test_accuracy",
                                           "test_loss"])
@@ -284,7 +310,7 @@ def updates_to_target(update_log: pd.DataFrame, workers: int, batch_per_worker: 
     """Updates (log rows) until held-out accuracy first reaches ``target_accuracy``;
     ``math.inf`` when the log ends before it does."""
     trace = emulate(update_log, workers, batch_per_worker, lr, seed, problem=problem,
-                    target_accuracy=target_accuracy, **options)
+                    target_accuracy=target_accuracy, with_loss=False, **options)
     reached = trace["test_accuracy"] >= target_accuracy
     return float(trace["update"][reached].iloc[0]) if reached.any() else math.inf
 
@@ -329,7 +355,7 @@ def staleness_factor(update_log: pd.DataFrame, workers: int, batch_per_worker: i
     reference = []
     for seed in seeds:
         trace = emulate(update_log, workers, batch_per_worker, lr, seed, problem=problem,
-                        target_accuracy=target_accuracy, **options)
+                        target_accuracy=target_accuracy, with_loss=False, **options)
         reached = trace["test_accuracy"].to_numpy() >= target_accuracy
         schedule.append(float(np.cumsum(consumes[:len(trace)])[-1]) if reached.any()
                         else math.inf)

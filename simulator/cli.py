@@ -31,7 +31,94 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
 
     _add_calibrate(commands)
+    _add_predict(commands)
     return parser
+
+
+def _add_predict(commands) -> None:
+    predict = commands.add_parser(
+        "predict", help="simulate one scenario: iteration time, throughput, time to accuracy",
+        description="Simulate a scenario file (default: the built-in default scenario) and "
+                    "print iteration time and its breakdown, throughput, scaling "
+                    "efficiency, time to accuracy, GPU-hours and cost.")
+    predict.add_argument("scenario", nargs="?", metavar="SCENARIO",
+                         help="a scenario TOML file or the name of a built-in example "
+                              "(data/scenarios/; default: default)")
+    predict.add_argument("--set", dest="overrides", action="append", default=[],
+                         metavar="FIELD=VALUE",
+                         help="override a scenario field, e.g. --set cluster.nodes=16 "
+                              "(repeatable; the value is read as TOML)")
+    predict.add_argument("--json", action="store_true",
+                         help="print one JSON object instead of the table")
+    predict.add_argument("--out", metavar="DIR",
+                         help="also write the run's tables (CSV), the resolved scenario, "
+                              "prediction.json and plots here")
+    predict.set_defaults(handler=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from simulator.predict import predict
+    from simulator.result import _json
+    from simulator.scenario import default_scenario_path, load_scenario
+
+    scenario = load_scenario(args.scenario or default_scenario_path(), args.overrides)
+    prediction = predict(scenario)
+    if args.out:
+        from simulator.plots import plot_prediction
+
+        prediction.write(args.out)
+        plot_prediction(prediction, args.out)
+    if args.json:
+        print(_json(prediction.summary()), end="")
+    else:
+        print(prediction_table(prediction.summary()))
+    return 0
+
+
+def _seconds(value) -> str:
+    if value is None:
+        return "n/a"
+    if value >= 3600:
+        return f"{value:.4g} s ({value / 3600:.3g} h)"
+    if value >= 1:
+        return f"{value:.4g} s"
+    return f"{value * 1e3:.4g} ms"
+
+
+def prediction_table(summary: dict) -> str:
+    """The readable summary of one prediction."""
+    breakdown = summary["iteration_time_breakdown_s"]
+
+    def number(value, fmt: str) -> str:
+        return "n/a" if value is None else format(value, fmt)
+
+    rows = [
+        ("workload", f"{summary['workload']} (global batch {summary['global_batch']})"),
+        ("cluster", f"{summary['gpus']} x {summary['gpu']}"),
+        ("algorithm", summary["algorithm"]),
+        ("iteration time (mean)", _seconds(summary["iteration_time_s"])),
+        ("  compute", _seconds(breakdown["compute"])),
+        ("  exposed communication", _seconds(breakdown["communication"])),
+        ("  waiting (stragglers, barriers)", _seconds(breakdown["waiting"])),
+        ("iteration time p50 / p90 / p99",
+         " / ".join(_seconds(summary[f"iteration_time_p{q}_s"]) for q in (50, 90, 99))),
+        ("throughput", f"{summary['throughput_samples_per_s']:,.1f} samples/s"),
+        ("scaling efficiency", number(summary["scaling_efficiency"], ".1%")),
+        ("staleness mean / p90", f"{number(summary['staleness_mean'], '.2f')} / "
+                                 f"{number(summary['staleness_p90'], '.2f')}"),
+        ("target", summary["target"]),
+        ("schedule factor", number(summary["schedule_factor"], ".3f")),
+        ("samples to target", number(summary["samples_to_target"], ",.4g")),
+        ("time to accuracy", _seconds(summary["time_to_accuracy_s"])),
+        ("GPU-hours", number(summary["gpu_hours"], ",.2f")),
+        ("cost", "n/a (no price for this GPU)" if summary["cost_usd"] is None
+         and summary["price_per_gpu_hour_usd"] is None
+         else "$" + number(summary["cost_usd"], ",.2f")),
+    ]
+    if summary["time_to_accuracy_note"]:
+        rows.append(("note", summary["time_to_accuracy_note"]))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
 def _add_calibrate(commands) -> None:
