@@ -5,13 +5,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from engine_cases import ScriptedFailures, costs
+from engine_cases import ScriptedFailures, costs, layer_table
 from scipy import integrate, stats
 
-from models import collectives
+from models import catalog, collectives
 from models import emulation as em
 from models.errors import ConfigError
-from simulator.algorithms import gossip
+from simulator.algorithms import easgd, gossip
+from simulator.costs import Costs
 from simulator.engine import simulate
 from simulator.stragglers import Exponential, StragglerModel
 
@@ -255,6 +256,115 @@ def test_gossip_carries_on_without_a_failed_worker():
 
 
 # --------------------------------------------------------------------------------------
+# EASGD
+
+
+def _with_network(nodes, gpus_per_node):
+    # A network link even on one node, so dedicated servers have somewhere to sit.
+    cluster = catalog.cluster("v100-sxm2", nodes, gpus_per_node, "nvlink2", "ib-ndr")
+    return Costs.from_layer_times(layer_table(), cluster, batch_per_gpu=32)
+
+
+def _durations(result):
+    frame = result.iterations
+    return (frame["end_s"] - frame["start_s"]).to_numpy()
+
+
+@pytest.mark.parametrize("servers, placement", [(1, "colocated"), (1, "dedicated"),
+                                                (2, "dedicated")])
+def test_easgd_one_worker_is_ps_async_plus_the_workers_own_update(servers, placement):
+    # Same pull, push and server apply as ps-async; the gradient is also applied on the
+    # worker (its local step), and the servers apply the elastic difference instead.
+    c = _with_network(1, 1)
+    options = {"servers": servers, "server_placement": placement}
+    easgd = simulate(c, "easgd", iterations=5, options=options)
+    ps = simulate(c, "ps-async", iterations=5, options=options)
+    np.testing.assert_allclose(_durations(easgd), _durations(ps) + c.update_total_s,
+                               rtol=1e-12)
+    if placement == "dedicated":
+        exchange_s = (collectives.ps_pull_time_s(c.model_bytes, c.cluster, servers,
+                                                 dedicated_servers=True)
+                      + collectives.ps_push_time_s(c.model_bytes, c.cluster, servers,
+                                                   dedicated_servers=True))
+        np.testing.assert_allclose(
+            _durations(easgd),
+            c.iteration_compute_s + exchange_s + c.update_total_s / servers, rtol=1e-12)
+    assert list(easgd.staleness) == [0] * 5
+
+
+def test_easgd_exchanges_every_tau_steps():
+    c = _with_network(1, 1)
+    options = {"server_placement": "dedicated", "tau": 3}
+    result = simulate(c, "easgd", iterations=7, options=options)
+    exchange_s = (2 * collectives.ps_pull_time_s(c.model_bytes, c.cluster, 1,
+                                                 dedicated_servers=True)
+                  + c.update_total_s)
+    # Steps 3 and 6 close an exchange; the 7th step ends the run.
+    expected = c.iteration_compute_s + np.array([0, 0, exchange_s] * 2 + [0])
+    np.testing.assert_allclose(_durations(result), expected, rtol=1e-12)
+    log = result.update_log
+    assert list(log.loc[log["kind"] == "elastic", "step"]) == [2, 5]
+    assert result.summary["simulated_time_s"] == pytest.approx(
+        7 * c.iteration_compute_s + 2 * exchange_s, rel=1e-12)
+
+
+def test_easgd_exchanges_contend_at_the_server_nic_and_queue():
+    # Four workers, one per node, exchange at the same instant with one dedicated server:
+    # pull and push share its NIC (the W-worker closed form of models.collectives), then
+    # the server applies the four differences one after another.
+    c = costs(4, 1)
+    result = simulate(c, "easgd", iterations=3, options={"server_placement": "dedicated"})
+    first = result.iterations[result.iterations["iteration"] == 0]
+    pull_s = collectives.ps_pull_time_s(c.model_bytes, c.cluster, 1, dedicated_servers=True)
+    push_s = collectives.ps_push_time_s(c.model_bytes, c.cluster, 1, dedicated_servers=True)
+    assert pull_s > 3.9 * c.model_bytes / c.cluster.node_bandwidth_Bps
+    np.testing.assert_allclose(first["communication_s"], pull_s + push_s, rtol=1e-9)
+    np.testing.assert_allclose(first["waiting_s"], c.update_total_s * np.arange(1, 5),
+                               rtol=1e-9)
+    # All read version 0 and land on versions 0..3.
+    assert list(result.staleness.iloc[:4]) == [0, 1, 2, 3]
+    assert result.summary["staleness_mean"] is not None
+
+
+def test_easgd_log_replays_with_local_and_elastic_rows():
+    c = costs(2, 4)
+    options = {"servers": 2, "tau": 2}
+    result = simulate(c, "easgd", iterations=6, options=options,
+                      stragglers=StragglerModel(noise=Exponential(1.0)), seed=4)
+    log = result.update_log
+    assert set(log["kind"]) == {"local", "elastic"}
+    assert (log["kind"] == "local").sum() == 6 * c.workers
+    elastic = log[log["kind"] == "elastic"]
+    assert len(result.staleness) == len(elastic)
+    # Version k lands as the k-th elastic row; a read is never from the future.
+    assert (elastic["read_version"].to_numpy() <= np.arange(len(elastic))).all()
+    assert np.all(np.diff(log["time_s"]) >= 0)
+    alpha = easgd.elastic_alpha(0.9, c.workers)
+    assert alpha == pytest.approx(0.9 / 8)
+    trace = em.emulate(log, c.workers, 4, 0.3, 0, alpha=alpha)
+    assert len(trace) == len(log) and np.isfinite(trace["test_loss"]).all()
+    again = simulate(c, "easgd", iterations=6, options=options,
+                     stragglers=StragglerModel(noise=Exponential(1.0)), seed=4)
+    pd.testing.assert_frame_equal(result.update_log, again.update_log)
+    pd.testing.assert_frame_equal(result.iterations, again.iterations)
+
+
+def test_easgd_carries_on_without_a_failed_worker():
+    c = costs(1, 4)
+    base = simulate(c, "easgd", iterations=20)
+    period = base.summary["iteration_time_mean_s"]
+    restart_s = 10 * period
+    failed = simulate(c, "easgd", iterations=20,
+                      stragglers=ScriptedFailures(2, 3 * period + 0.01, restart_s))
+    stall = failed.summary["simulated_time_s"] - base.summary["simulated_time_s"]
+    assert failed.summary["failures"] == 1 and 0 < stall < 0.4 * restart_s
+    log = failed.update_log
+    during = log[(log["time_s"] > 3 * period + 0.01)
+                 & (log["time_s"] < 3 * period + 0.01 + restart_s)]
+    assert not (during["worker"] == 2).any() and (during["kind"] == "elastic").sum() > 20
+
+
+# --------------------------------------------------------------------------------------
 # options
 
 
@@ -264,6 +374,13 @@ def test_gossip_carries_on_without_a_failed_worker():
     ("local-sgd", {"period": 4}, "algorithm.period"),
     ("gossip", {"variant": "broadcast"}, "algorithm.variant"),
     ("gossip", {"variant": 1}, "algorithm.variant"),
+    ("easgd", {"tau": 0}, "algorithm.tau"),
+    ("easgd", {"moving_rate": 0.0}, "algorithm.moving_rate"),
+    ("easgd", {"moving_rate": 1.5}, "algorithm.moving_rate"),
+    ("easgd", {"servers": 0}, "algorithm.servers"),
+    ("easgd", {"servers": 9}, "algorithm.servers"),
+    ("easgd", {"server_placement": "remote"}, "algorithm.server_placement"),
+    ("easgd", {"alpha": 0.1}, "algorithm.alpha"),
 ])
 def test_bad_options_name_the_field(algorithm, options, field):
     with pytest.raises(ConfigError) as error:

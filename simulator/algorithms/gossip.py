@@ -41,10 +41,11 @@ exchange with a peer that is down when it would start is skipped (a failure dete
 tells the worker); one whose peer fails before the model has arrived is lost (no
 ``gossip`` row); the worker's time is spent either way.
 
-A run ends once ``iterations * workers`` local steps have been taken (in all); iterations
-in flight then are not recorded. Breakdown per worker and iteration: ``compute_s`` the
-step; ``communication_s`` the exchange (send until delivered, or request until the
-model has arrived); ``waiting_s`` time lost to failures.
+A run ends with the iteration (exchange included) of the ``iterations * workers``-th
+local step of all; the other workers' iterations in flight then are not recorded.
+Breakdown per worker and iteration: ``compute_s`` the step; ``communication_s`` the
+exchange (send until delivered, or request until the model has arrived); ``waiting_s``
+time lost to failures.
 """
 
 from __future__ import annotations
@@ -152,9 +153,7 @@ def _worker(ctx, worker: int, downtime: _Downtime, finished: simpy.Event):
             return
         recorder.update(ready_s, "local", worker=worker, step=step)
         ctx.gradients_applied += 1
-        if ctx.gradients_applied == target:
-            finished.succeed()
-            return
+        last = ctx.gradients_applied == target
         if draws is not None:
             peer = draws.next()
             if not downtime.down(peer, ready_s, ready_s):
@@ -168,6 +167,9 @@ def _worker(ctx, worker: int, downtime: _Downtime, finished: simpy.Event):
                     recorder.update(env.now, "gossip", worker=worker, peer=peer, step=step)
         recorder.iteration(step, worker, start_s, duration_s + update_s, env.now - ready_s,
                            begin_s - start_s, env.now)
+        if last:
+            finished.succeed()
+            return
         step += 1
         start_s = env.now
 
