@@ -143,10 +143,10 @@ def _worker(ctx, worker: int, downtime: _Downtime, finished: simpy.Event):
     step = 0
     start_s = env.now
     while True:
-        known = len(ctx.failures)
+        known = len(ctx.recorder.failures)
         begin_s, duration_s = ctx.plan_compute(worker, start_s, base_s)
-        if len(ctx.failures) > known:
-            downtime.add(worker, ctx.failures[known:])
+        if len(ctx.recorder.failures) > known:
+            downtime.add(worker, ctx.recorder.failures[known:])
         ready_s = begin_s + duration_s + update_s
         yield env.timeout(ready_s - env.now)
         if ctx.gradients_applied >= target:
