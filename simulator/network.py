@@ -2,14 +2,17 @@
 
 A flow crosses a route of links. It first waits out its latency, then moves its bytes at
 its share of the bandwidth; shares are recomputed whenever a flow starts or ends
-(fluid model, progressive filling: every unfrozen flow grows at the same pace until a
-link is full; the flows through that link are frozen at their rate; repeat). The
-result is the max-min fair allocation (Bertsekas and Gallager, Data Networks, 6.5.2).
+(fluid model). The shares are the max-min fair allocation (Bertsekas and Gallager, Data
+Networks, 6.5.2), found by progressive filling: every unfrozen flow grows at the same
+pace until a link is full, the flows through that link are frozen at their rate, repeat.
 
-The filling is vectorised over all active flows with numpy, a few passes per
-recomputation (one per distinct bottleneck level). Flows that start at the same instant
-are added together and shares computed once for them: an arrival schedules one
-zero-delay recomputation, which the other arrivals of that instant join.
+Flows on the same route always get the same rate, so the network keeps them together:
+a route holds its flow count and the bytes each of its flows has received since it
+became busy, and each flow only the count at which it is done (a heap per route).
+A recomputation costs one pass per bottleneck level over the busy routes, not the
+flows, and advancing time costs one update per busy route. Flows that start at the
+same instant are added together and the shares computed once for them: an arrival
+schedules one zero-delay recomputation, which the other arrivals of that instant join.
 
 :class:`ClusterNetwork` builds the links of a :class:`~models.hardware.ClusterSpec`:
 each node's NICs (all of them together, one capacity per direction), each GPU's
@@ -21,6 +24,7 @@ Simultaneous completions fire in the order their flows were started.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Sequence
 
@@ -31,35 +35,54 @@ from models.errors import ConfigError, require_int, require_number
 from models.hardware import ClusterSpec
 
 #: A flow whose remaining transfer time is below this fraction of the clock counts as
-#: done: floating-point residue of ``remaining - rate * dt`` must not schedule wakeups
-#: closer together than the clock can tell apart.
+#: done: floating-point residue must not schedule wakeups closer together than the
+#: clock can tell apart.
 _TIME_TOLERANCE = 4e-12
+#: From this many routes on, the numpy filling beats the plain-Python one.
+_NUMPY_ROUTES = 32
+
+
+class _Route:
+    __slots__ = ("links", "count", "rate", "served", "since", "pending", "finish_s")
+
+    def __init__(self, links: tuple[int, ...]):
+        self.links = links
+        self.count = 0
+        self.rate = 0.0
+        #: Bytes each flow on this route has received from ``since`` back to when the
+        #: route last became busy.
+        self.served = 0.0
+        self.since = 0.0
+        #: (served count at which the flow is done, start order, event).
+        self.pending: list[tuple[float, int, simpy.Event]] = []
+        #: When the first pending flow finishes at the current rate.
+        self.finish_s = math.inf
+
+    def advance(self, now: float) -> None:
+        self.served += self.rate * (now - self.since)
+        self.since = now
 
 
 class Network:
     """Links (capacities in bytes/s per direction) and the flows crossing them."""
 
-    def __init__(self, env: simpy.Environment, max_hops: int = 4):
+    def __init__(self, env: simpy.Environment):
         self.env = env
-        self._max_hops = require_int("max_hops", max_hops, minimum=1)
         self._names: list[str] = []
-        self._capacity = np.zeros(0)
-        slots = 64
-        self._route = np.full((slots, self._max_hops), -1, dtype=np.int64)
-        self._remaining = np.zeros(slots)
-        self._size = np.zeros(slots)
-        self._rate = np.zeros(slots)
-        self._active = np.zeros(slots, dtype=bool)
-        self._sequence = np.zeros(slots, dtype=np.int64)
-        self._events: list[simpy.Event | None] = [None] * slots
-        self._free: list[int] = list(range(slots - 1, -1, -1))
+        self._capacity: list[float] = []
+        self._routes: dict[tuple[int, ...], _Route] = {}
+        #: Routes with flows moving bytes, in the order they became busy.
+        self._busy: dict[tuple[int, ...], _Route] = {}
+        #: Per link, the busy routes that cross it.
+        self._crossing: list[dict[tuple[int, ...], _Route]] = []
+        #: Routes whose flow count changed since the last recomputation.
+        self._changed: dict[tuple[int, ...], _Route] = {}
         self._next_sequence = 0
-        self._updated_s = 0.0
         self._generation = 0
-        self._dirty = False
         self._recompute_pending = False
-        #: Rate recomputations so far (a cost figure for benchmarks).
+        #: Rate recomputations so far, and routes they covered (cost figures).
         self.recomputations = 0
+        self.routes_recomputed = 0
 
     # ----------------------------------------------------------------------------------
     # links
@@ -68,7 +91,8 @@ class Network:
         require_number(f"link {name}.capacity_Bps", capacity_Bps, minimum=0.0,
                        exclusive_minimum=True)
         self._names.append(name)
-        self._capacity = np.append(self._capacity, float(capacity_Bps))
+        self._capacity.append(float(capacity_Bps))
+        self._crossing.append({})
         return len(self._names) - 1
 
     def link_name(self, index: int) -> str:
@@ -84,139 +108,209 @@ class Network:
     def transfer(self, route: Sequence[int], size_bytes: float, latency_s: float = 0.0
                  ) -> simpy.Event:
         """Start a flow now; the event succeeds when its last byte has arrived."""
-        require_number("size_bytes", size_bytes, minimum=0.0)
-        require_number("latency_s", latency_s, minimum=0.0)
-        if len(route) > self._max_hops:
-            raise ConfigError("route", list(route), f"at most {self._max_hops} links")
-        for link in route:
-            if not 0 <= link < len(self._names):
-                raise ConfigError("route", list(route), f"link indices in 0..{self.links - 1}")
+        key = tuple(route)
+        path = self._routes.get(key)
+        if path is None:
+            for link in key:
+                if not isinstance(link, int) or not 0 <= link < len(self._names):
+                    raise ConfigError("route", list(key),
+                                      f"link indices in 0..{self.links - 1}")
+            if len(set(key)) != len(key):
+                raise ConfigError("route", list(key), "distinct links")
+            path = self._routes[key] = _Route(key)
+        if not size_bytes >= 0 or not latency_s >= 0:
+            require_number("size_bytes", size_bytes, minimum=0.0)
+            require_number("latency_s", latency_s, minimum=0.0)
         done = self.env.event()
-        if size_bytes == 0 or not route:
+        if size_bytes == 0 or not key:
             # Nothing to share: only the latency (a route of no links is a local copy).
             if latency_s > 0:
                 self.env.timeout(latency_s).callbacks.append(lambda _: done.succeed())
             else:
                 done.succeed()
             return done
-        slot = self._take_slot()
-        self._route[slot] = -1
-        self._route[slot, :len(route)] = route
-        self._size[slot] = size_bytes
-        self._remaining[slot] = size_bytes
-        self._rate[slot] = 0.0
-        self._sequence[slot] = self._next_sequence
+        sequence = self._next_sequence
         self._next_sequence += 1
-        self._events[slot] = done
         if latency_s > 0:
-            self.env.timeout(latency_s).callbacks.append(lambda _: self._arrive(slot))
+            self.env.timeout(latency_s).callbacks.append(
+                lambda _: self._arrive(path, size_bytes, sequence, done))
         else:
-            self._arrive(slot)
+            self._arrive(path, size_bytes, sequence, done)
         return done
 
     def active_rates(self) -> dict[int, float]:
         """Current rate (bytes/s) of every flow moving bytes, by start order."""
-        slots = np.flatnonzero(self._active)
-        return {int(self._sequence[s]): float(self._rate[s]) for s in slots}
+        return {sequence: path.rate for path in self._busy.values()
+                for _, sequence, _ in path.pending}
 
     # ----------------------------------------------------------------------------------
     # internals
 
-    def _take_slot(self) -> int:
-        if not self._free:
-            old = len(self._events)
-            new = 2 * old
-            self._route = np.vstack([self._route,
-                                     np.full((old, self._max_hops), -1, dtype=np.int64)])
-            for name in ("_remaining", "_size", "_rate", "_sequence"):
-                array = getattr(self, name)
-                setattr(self, name, np.concatenate([array, np.zeros(old, dtype=array.dtype)]))
-            self._active = np.concatenate([self._active, np.zeros(old, dtype=bool)])
-            self._events.extend([None] * old)
-            self._free = list(range(new - 1, old - 1, -1))
-        return self._free.pop()
-
-    def _advance(self) -> None:
+    def _arrive(self, path: _Route, size_bytes: float, sequence: int, done: simpy.Event
+                ) -> None:
         now = self.env.now
-        elapsed = now - self._updated_s
-        if elapsed > 0:
-            active = self._active
-            self._remaining[active] -= self._rate[active] * elapsed
-        self._updated_s = now
-
-    def _arrive(self, slot: int) -> None:
-        self._advance()
-        self._active[slot] = True
-        self._dirty = True
+        if path.count == 0:
+            path.served, path.since, path.rate = 0.0, now, 0.0
+            self._busy[path.links] = path
+            for link in path.links:
+                self._crossing[link][path.links] = path
+        else:
+            path.advance(now)
+        heapq.heappush(path.pending, (path.served + size_bytes, sequence, done))
+        path.count += 1
+        self._changed[path.links] = path
         if not self._recompute_pending:
             self._recompute_pending = True
             self.env.timeout(0).callbacks.append(self._deferred_recompute)
 
     def _deferred_recompute(self, _event) -> None:
         self._recompute_pending = False
-        if self._dirty:
-            self._advance()
+        if self._changed:
             self._reallocate()
 
     def _wake(self, generation: int) -> None:
         if generation != self._generation:
             return
-        self._advance()
-        active = np.flatnonzero(self._active)
-        horizon = _TIME_TOLERANCE * max(1.0, self.env.now)
-        finished = active[self._remaining[active]
-                          <= self._rate[active] * horizon + 1e-12 * self._size[active]]
-        finished = finished[np.argsort(self._sequence[finished], kind="stable")]
-        self._active[finished] = False
-        self._rate[finished] = 0.0
-        events = [self._events[s] for s in finished]
-        for slot in finished:
-            self._events[slot] = None
-            self._free.append(int(slot))
+        now = self.env.now
+        horizon = _TIME_TOLERANCE * max(1.0, now)
+        finished: list[tuple[int, simpy.Event]] = []
+        for key, path in list(self._busy.items()):
+            if path.finish_s > now + horizon:
+                continue
+            path.advance(now)
+            pending = path.pending
+            slack = path.rate * horizon
+            while pending and pending[0][0] - path.served <= slack + 1e-12 * pending[0][0]:
+                _, sequence, event = heapq.heappop(pending)
+                finished.append((sequence, event))
+            path.count = len(pending)
+            self._changed[key] = path
+            if not pending:
+                del self._busy[key]
+                for link in key:
+                    del self._crossing[link][key]
+                path.rate = 0.0
+                path.finish_s = math.inf
         self._reallocate()
-        for event in events:
+        finished.sort(key=lambda item: item[0])
+        for _, event in finished:
             event.succeed()
 
+    def _affected(self) -> list[_Route]:
+        """Busy routes connected (through shared links) to a route that changed: only
+        their shares can move."""
+        seen: dict[tuple[int, ...], _Route] = {}
+        links = [link for key in self._changed for link in key]
+        visited = set(links)
+        while links:
+            link = links.pop()
+            for key, path in self._crossing[link].items():
+                if key not in seen:
+                    seen[key] = path
+                    for other in key:
+                        if other not in visited:
+                            visited.add(other)
+                            links.append(other)
+        self._changed = {}
+        return list(seen.values())
+
     def _reallocate(self) -> None:
-        self._dirty = False
         self._generation += 1
         self.recomputations += 1
-        active = np.flatnonzero(self._active)
-        if active.size == 0:
-            return
-        rates = max_min_rates(self._route[active], self._capacity)
-        self._rate[active] = rates
-        remaining = self._remaining[active]
-        next_s = max(float(np.min(remaining / rates)), 0.0)
-        generation = self._generation
-        self.env.timeout(next_s).callbacks.append(lambda _: self._wake(generation))
+        affected = self._affected()
+        now = self.env.now
+        if affected:
+            self.routes_recomputed += len(affected)
+            fill = max_min_rates if len(affected) < _NUMPY_ROUTES else max_min_rates_numpy
+            rates = fill([path.links for path in affected], [path.count for path in affected],
+                         self._capacity)
+            for path, rate in zip(affected, rates, strict=True):
+                path.advance(now)
+                path.rate = rate
+                path.finish_s = now + (path.pending[0][0] - path.served) / rate
+        next_s = min((path.finish_s for path in self._busy.values()), default=math.inf)
+        if next_s < math.inf:
+            generation = self._generation
+            self.env.timeout(max(next_s - now, 0.0)).callbacks.append(
+                lambda _: self._wake(generation))
 
 
-def max_min_rates(routes: np.ndarray, capacity: np.ndarray) -> np.ndarray:
-    """Max-min fair rates of flows (rows of link indices, -1 padded) by progressive
-    filling over links of the given capacities."""
-    flows = routes.shape[0]
-    links = capacity.shape[0]
-    rates = np.zeros(flows)
-    left = capacity.astype(float).copy()
-    open_flows = np.arange(flows)
-    open_routes = routes
-    while open_flows.size:
-        valid = open_routes >= 0
-        counts = np.bincount(open_routes[valid], minlength=links)
-        used = counts > 0
-        share = np.full(links, math.inf)
-        share[used] = np.maximum(left[used], 0.0) / counts[used]
-        level = float(share.min())
-        bottleneck = share <= level * (1 + 1e-12)
-        # Index -1 (padding) reads the last link; mask it out with ``valid``.
-        hit = (bottleneck[open_routes] & valid).any(axis=1)
-        rates[open_flows[hit]] = level
-        frozen = open_routes[hit]
-        left -= level * np.bincount(frozen[frozen >= 0], minlength=links)
-        open_flows = open_flows[~hit]
-        open_routes = open_routes[~hit]
+def max_min_rates(routes: Sequence[tuple[int, ...]], counts: Sequence[int],
+                  capacity: Sequence[float]) -> list[float]:
+    """Max-min fair rate of each flow on each route (``counts[i]`` flows on
+    ``routes[i]``, a tuple of link indices) over links of the given capacities.
+
+    Progressive filling, several bottlenecks per pass: a link's fair share (capacity
+    left over its unfrozen flows) only grows as flows elsewhere freeze below it, so a
+    link whose share is no larger than the share of any other link its flows cross
+    saturates before any of its flows could be frozen elsewhere; all such links freeze
+    their flows at their share in the same pass.
+    """
+    flows_on: dict[int, int] = {}
+    for links, count in zip(routes, counts, strict=True):
+        for link in links:
+            flows_on[link] = flows_on.get(link, 0) + count
+    left = {link: capacity[link] for link in flows_on}
+    rates = [0.0] * len(routes)
+    unfrozen = [i for i in range(len(routes)) if routes[i] and counts[i] > 0]
+    while unfrozen:
+        share = {link: max(left[link], 0.0) / n for link, n in flows_on.items() if n}
+        lowest = [min(share[link] for link in routes[i]) for i in unfrozen]
+        blocked = set()
+        for i, low in zip(unfrozen, lowest, strict=True):
+            for link in routes[i]:
+                if low < share[link] * (1 - 1e-12):
+                    blocked.add(link)
+        still = []
+        for i, low in zip(unfrozen, lowest, strict=True):
+            links = routes[i]
+            if all(link in blocked for link in links):
+                still.append(i)
+                continue
+            rates[i] = low
+            count = counts[i]
+            for link in links:
+                left[link] -= low * count
+                flows_on[link] -= count
+        unfrozen = still
     return rates
+
+
+def max_min_rates_numpy(routes: Sequence[tuple[int, ...]], counts: Sequence[int],
+                        capacity: Sequence[float]) -> list[float]:
+    """:func:`max_min_rates` vectorised over routes (same passes, same answer)."""
+    hops = max(len(route) for route in routes)
+    table = np.array([route + (-1,) * (hops - len(route)) for route in routes], dtype=np.intp)
+    weight = np.asarray(counts, dtype=float)
+    links = len(capacity)
+    left = np.asarray(capacity, dtype=float).copy()
+    rates = np.zeros(len(routes))
+    unfrozen = np.flatnonzero((weight > 0) & (table[:, 0] >= 0))
+    # One extra entry that padding (-1) reads: an infinite share, never a bottleneck.
+    share = np.empty(links + 1)
+    bottleneck = np.zeros(links + 1, dtype=bool)
+    while unfrozen.size:
+        rows = table[unfrozen]
+        w = weight[unfrozen]
+        valid = rows >= 0
+        on_link = np.bincount(rows[valid], minlength=links,
+                              weights=np.broadcast_to(w[:, None], rows.shape)[valid])
+        used = on_link > 0
+        share[:] = math.inf
+        share[:links][used] = np.maximum(left[used], 0.0) / on_link[used]
+        row_share = share[rows]
+        lowest = row_share.min(axis=1)
+        below = (lowest[:, None] < row_share * (1 - 1e-12)) & valid
+        blocked = np.bincount(rows[below], minlength=links) > 0
+        bottleneck[:links] = used & ~blocked
+        hit = bottleneck[rows].any(axis=1)
+        rates[unfrozen[hit]] = lowest[hit]
+        frozen = rows[hit]
+        keep = frozen >= 0
+        left -= np.bincount(frozen[keep], minlength=links, weights=np.broadcast_to(
+            (lowest[hit] * w[hit])[:, None], frozen.shape)[keep])
+        unfrozen = unfrozen[~hit]
+    return rates.tolist()
 
 
 class ClusterNetwork:
@@ -233,7 +327,7 @@ class ClusterNetwork:
         require_int("extra_nodes", extra_nodes, minimum=0)
         self.env = env
         self.cluster = cluster
-        self.network = Network(env, max_hops=4)
+        self.network = Network(env)
         self.total_nodes = cluster.nodes + extra_nodes
         g = cluster.gpus_per_node
         intra = cluster.intra_link.achievable_bandwidth_Bps

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from models import catalog
 from models.errors import ConfigError
-from simulator.network import ClusterNetwork, Network, max_min_rates
+from simulator.network import ClusterNetwork, Network, max_min_rates, max_min_rates_numpy
 
 
 def _finish_times(network, env, flows):
@@ -44,8 +44,11 @@ def test_two_link_max_min_closed_form():
     a = network.add_link("A", 10.0)
     b = network.add_link("B", 4.0)
     flows = {"f1": ((a,), 8.0, 0.0), "f2": ((a, b), 8.0, 0.0), "f3": ((b,), 4.0, 0.0)}
-    rates = max_min_rates(np.array([[a, -1], [a, b], [b, -1]]), np.array([10.0, 4.0]))
+    rates = max_min_rates([(a,), (a, b), (b,)], [1, 1, 1], [10.0, 4.0])
     np.testing.assert_allclose(rates, [8.0, 2.0, 2.0])
+    # Two flows on route (a, b) count twice on both links: 4/3 each on B.
+    rates = max_min_rates([(a,), (a, b), (b,)], [1, 2, 1], [10.0, 4.0])
+    np.testing.assert_allclose(rates, [10.0 - 8.0 / 3.0, 4.0 / 3.0, 4.0 / 3.0])
     times = _finish_times(network, env, flows)
     # t=1: f1 done (8 B at 8 B/s); f2, f3 have 6 and 2 B left at 2 B/s each.
     # t=2: f3 done; f2 alone is limited by B: 4 B left at 4 B/s.
@@ -72,27 +75,24 @@ def test_max_min_definition(data):
     capacity = np.array(data.draw(st.lists(st.floats(0.5, 100.0), min_size=links,
                                            max_size=links)))
     flows = data.draw(st.integers(1, 8))
-    routes = np.full((flows, 3), -1)
-    for f in range(flows):
-        chosen = data.draw(st.lists(st.integers(0, links - 1), min_size=1, max_size=3,
-                                    unique=True))
-        routes[f, :len(chosen)] = chosen
-    rates = max_min_rates(routes, capacity)
+    routes = [tuple(data.draw(st.lists(st.integers(0, links - 1), min_size=1, max_size=3,
+                                       unique=True))) for _ in range(flows)]
+    counts = data.draw(st.lists(st.integers(1, 3), min_size=flows, max_size=flows))
+    rates = max_min_rates(routes, counts, list(capacity))
+    np.testing.assert_allclose(max_min_rates_numpy(routes, counts, list(capacity)), rates,
+                               rtol=1e-9)
     load = np.zeros(links)
-    for f in range(flows):
-        for link in routes[f][routes[f] >= 0]:
-            load[link] += rates[f]
+    for route, count, rate in zip(routes, counts, rates, strict=True):
+        for link in route:
+            load[link] += rate * count
     assert np.all(load <= capacity * (1 + 1e-9))
     # Each flow has a bottleneck: a full link on which no flow gets more than it.
-    for f in range(flows):
-        path = routes[f][routes[f] >= 0]
-        ok = False
-        for link in path:
-            on_link = [g for g in range(flows) if link in routes[g]]
-            full = load[link] >= capacity[link] * (1 - 1e-9)
-            if full and all(rates[g] <= rates[f] * (1 + 1e-9) for g in on_link):
-                ok = True
-        assert ok
+    for route, rate in zip(routes, rates, strict=True):
+        assert any(
+            load[link] >= capacity[link] * (1 - 1e-9)
+            and all(other <= rate * (1 + 1e-9)
+                    for r, other in zip(routes, rates, strict=True) if link in r)
+            for link in route)
 
 
 def test_cluster_routes():
@@ -118,5 +118,7 @@ def test_bad_route_is_a_config_error():
     network.add_link("only", 1.0)
     with pytest.raises(ConfigError, match="route"):
         network.transfer((3,), 1.0)
+    with pytest.raises(ConfigError, match="size_bytes"):
+        network.transfer((0,), -1.0)
     with pytest.raises(ConfigError, match="capacity"):
         network.add_link("zero", 0.0)

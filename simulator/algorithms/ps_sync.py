@@ -1,0 +1,104 @@
+"""Synchronous parameter server, optionally with backup workers (Chen et al. 2016).
+
+Each step: every worker pulls the current parameters, computes a gradient and pushes it
+(flows on the cluster network, one per shard). Once ``workers - backup_workers`` gradients
+computed on the current version have arrived, the servers apply their mean (each server
+its shard, all at once) and the step is done; those workers go on to the next step. A
+gradient that arrives later, or was computed on an older version, is dropped (Chen et al.
+2016: the slowest ``b`` gradients of each step are not waited for); its worker pulls the
+new parameters and joins the next step.
+
+A run is ``iterations`` steps. Breakdown: ``communication_s`` is the pull plus the push;
+``waiting_s`` the wait for the step to be applied (other workers, the apply) and time
+lost to failures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import simpy
+
+from models.errors import ConfigError, require_int
+from simulator.algorithms.parameter_server import ParameterServers, validate_servers
+from simulator.costs import Costs
+
+OPTIONS: Mapping[str, Any] = {"servers": 1, "server_placement": "colocated",
+                              "backup_workers": 0}
+SYNCHRONOUS = True
+
+
+def validate(options: Mapping[str, Any], costs: Costs) -> dict[str, Any]:
+    servers, placement = validate_servers(options, costs.workers)
+    backup = require_int("algorithm.backup_workers", options["backup_workers"], minimum=0)
+    if backup >= costs.workers:
+        raise ConfigError("algorithm.backup_workers", backup,
+                          f"fewer than the {costs.workers} workers")
+    return {"servers": servers, "server_placement": placement, "backup_workers": backup}
+
+
+class _Steps:
+    """Counts the gradients of the current step and applies it when enough are in."""
+
+    def __init__(self, ctx, servers: ParameterServers, needed: int, finished: simpy.Event):
+        self.ctx = ctx
+        self.env = ctx.env
+        self.apply_s = servers.apply_s
+        self.needed = needed
+        self.finished = finished
+        self.accepted = 0
+        self.done = self.env.event()
+
+    def deliver(self, read_version: int) -> simpy.Event | None:
+        """The event of the step this gradient counts in, or None if it is dropped."""
+        if read_version != self.ctx.recorder.version or self.accepted >= self.needed:
+            return None
+        self.accepted += 1
+        if self.accepted == self.needed:
+            self.env.timeout(self.apply_s).callbacks.append(self._applied)
+        return self.done
+
+    def _applied(self, _event) -> None:
+        ctx = self.ctx
+        version = ctx.recorder.update(self.env.now, "sync", read_version=ctx.recorder.version,
+                                      step=ctx.recorder.version)
+        ctx.gradients_applied += self.needed
+        self.accepted = 0
+        done, self.done = self.done, self.env.event()
+        done.succeed()
+        if version + 1 == ctx.iterations:
+            self.finished.succeed()
+
+
+def _worker(ctx, worker: int, servers: ParameterServers, steps: _Steps):
+    env = ctx.env
+    recorder = ctx.recorder
+    base_s = ctx.costs.gradient_compute_s
+    iteration = 0
+    while True:
+        start_s = env.now
+        read_version = recorder.version
+        yield servers.pull(worker)
+        pull_s = env.now - start_s
+        compute_s, _ = yield from ctx.compute(worker, base_s)
+        push_from = env.now
+        yield servers.send(worker)
+        push_s = env.now - push_from
+        step = steps.deliver(read_version)
+        if step is not None:
+            yield step
+        communication_s = pull_s + push_s
+        recorder.iteration(iteration, worker, start_s, compute_s, communication_s,
+                           env.now - start_s - compute_s - communication_s, env.now)
+        iteration += 1
+
+
+def run(ctx) -> simpy.Event:
+    options = ctx.options
+    servers = ParameterServers(ctx, options["servers"], options["server_placement"])
+    finished = ctx.env.event()
+    steps = _Steps(ctx, servers, ctx.workers - options["backup_workers"], finished)
+    for worker in range(ctx.workers):
+        ctx.env.process(_worker(ctx, worker, servers, steps))
+    return finished
