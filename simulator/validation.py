@@ -3,13 +3,31 @@
 One row of the input CSV is one published number. Each row is predicted from the
 catalogs and models alone (nothing here is fitted to a row); a row that cannot be
 modeled is reported as ``unsupported: <reason>`` and the others go on.
+
+Quantities and how they are predicted:
+
+- ``allreduce_busbw``: :func:`models.collectives.predict_allreduce_busbw_Bps`.
+- ``throughput`` (samples/s of the whole job) and ``iteration_time`` (s per optimizer
+  step): a noise-free run of the SimPy engine (:func:`simulator.engine.simulate`) with
+  the row's algorithm (``allreduce`` when empty) and its default options: PyTorch DDP's
+  25 MiB buckets, all-reduce overlapped with the backward pass, NCCL's choice of
+  algorithm.
+- ``scaling_efficiency``: simulated throughput on the row's N GPUs over N times the
+  simulated throughput of one GPU of the same kind, the definition the sources use.
+- ``time_to_train``: optimizer steps to the row's target at the global batch
+  (:mod:`models.convergence`) times the simulated iteration time, plus the evaluations
+  inside the timed region (see :func:`time_to_train_parts`).
+
+Columns beyond :data:`REQUIRED_COLUMNS` that are read when present:
+``accumulation_steps`` (micro-batches of ``batch_per_gpu`` accumulated per optimizer
+step; empty means 1).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -151,39 +169,260 @@ def _predict_allreduce_busbw(row: pd.Series) -> Prediction:
     return Prediction(busbw / 1e9, assumptions)
 
 
-def _workload_setup(row: pd.Series) -> tuple[object, int, str]:
-    from models.workloads import workload
+#: Iterations of each engine run. The runs are deterministic and noise-free, so every
+#: iteration of a synchronous algorithm is the same length; a few suffice.
+ENGINE_ITERATIONS = 20
 
-    try:
-        model = workload(_required_text(row, "model"), "model")
-    except ConfigError as exc:
-        raise Unsupported(str(exc)) from None
-    batch = _number(row, "batch_per_gpu")
-    if batch is None:
-        raise Unsupported("batch_per_gpu is empty")
-    if batch != int(batch) or batch < 1:
-        raise Unsupported(f"batch_per_gpu {batch!r} is not a positive integer")
-    return model, int(batch), _required_text(row, "precision")
+#: Fields a source left empty that another publication of the same run or benchmark
+#: harness states. Matched on text in the row's source (a benchmark harness, an MLPerf
+#: result id), never on a row id; each entry carries its citation, and a row that uses
+#: one lists it among its assumptions.
+DOCUMENTED_DEFAULTS: tuple[tuple[str, str, float, str], ...] = (
+    ("Horovod docs benchmarks", "batch_per_gpu", 64,
+     "Horovod docs/benchmarks.rst reproduces its benchmark with tf_cnn_benchmarks.py "
+     "--batch_size 64 --variable_update horovod"),
+    ("Horovod README", "batch_per_gpu", 64,
+     "the README's Benchmarks section, later docs/benchmarks.rst, reproduces the benchmark "
+     "with tf_cnn_benchmarks.py --batch_size 64 --variable_update horovod"),
+    ("MLPerf-ID 3.0-2053", "batch_per_gpu", 400,
+     "MLPerf Training v3.0 Dell submission, mlcommons/training_results_v3.0 "
+     "Dell/benchmarks/resnet/implementations/mxnet/config_XE9680x8H100-SXM-80GB.sh: "
+     "BATCHSIZE=400 (result logs: batch_size=400, 8 GPUs)"),
+    ("MLPerf-ID 3.0-2071", "batch_per_gpu", 50,
+     "MLPerf Training v3.0 NVIDIA submission, mlcommons/training_results_v3.0 "
+     "NVIDIA/results/dgxh100_n8_ngc23.04_mxnet/resnet/result_0.txt: d_batch_size 50, "
+     "global_batch_size 3200"),
+    ("DGX H100", "nics_per_node", 8,
+     "NVIDIA DGX H100 datasheet: eight single-port ConnectX-7 400 Gb/s InfiniBand "
+     "adapters for the compute fabric"),
+)
 
-
-def _predict_throughput(row: pd.Series) -> Prediction:
-    from models import compute
-
-    cluster, assumptions = row_cluster(row)
-    model, batch, precision = _workload_setup(row)
-    if cluster.world_size != 1:
-        raise Unsupported("multi-GPU throughput needs the simulation engine")
-    try:
-        value = compute.training_throughput_samples_per_s(model, cluster.gpu, batch, precision)
-    except ConfigError as exc:
-        raise Unsupported(str(exc)) from None
-    return Prediction(value, assumptions)
-
-
-PREDICTORS: dict[str, Predictor] = {
-    "allreduce_busbw": _predict_allreduce_busbw,
-    "throughput": _predict_throughput,
+#: Evaluation inside the timed region of time-to-train, per convergence workload:
+#: (validation samples, epochs between evaluations, source). Each evaluation is one
+#: forward pass over the validation set shared by all GPUs.
+EVALUATION: dict[str, tuple[int, float, str]] = {
+    "resnet50": (50_000, 4.0,
+                 "MLPerf Training rules, ResNet-50: evaluation on the 50,000 ImageNet "
+                 "validation images every 4 epochs (EVAL_PERIOD=4 in the v3.0 "
+                 "submissions' configs; eval_samples 50000 in their result logs)"),
 }
+
+
+@dataclass(frozen=True)
+class RowSetup:
+    """What the engine needs from a row, with the assumptions made to fill it in."""
+
+    model: str
+    batch_per_gpu: int
+    precision: str
+    #: Micro-batches whose gradients are summed before one all-reduce and update.
+    accumulation_steps: int
+    cluster: ClusterSpec
+    algorithm: str
+    assumptions: tuple[str, ...]
+
+    @property
+    def global_batch(self) -> int:
+        return self.cluster.world_size * self.batch_per_gpu * self.accumulation_steps
+
+
+def _with_documented_defaults(row: pd.Series) -> tuple[pd.Series, tuple[str, ...]]:
+    source = _text(row, "source") or ""
+    row = row.copy()
+    assumptions = []
+    for needle, column, value, citation in DOCUMENTED_DEFAULTS:
+        if needle in source and _text(row, column) is None:
+            row[column] = value
+            assumptions.append(f"{column} empty: {value:g} ({citation})")
+    return row, tuple(assumptions)
+
+
+def _positive_int(row: pd.Series, column: str, default: int | None = None) -> int:
+    value = _number(row, column)
+    if value is None:
+        if default is None:
+            raise Unsupported(f"{column} is empty")
+        return default
+    if value != int(value) or value < 1:
+        raise Unsupported(f"{column} {value!r} is not a positive integer")
+    return int(value)
+
+
+def row_setup(row: pd.Series) -> RowSetup:
+    """Workload, batch, precision, cluster and algorithm of a training-speed row."""
+    from models.workloads import workload
+    from simulator.algorithms import available
+
+    row, documented = _with_documented_defaults(row)
+    cluster, assumptions = row_cluster(row)
+    model = _required_text(row, "model")
+    try:
+        workload(model, "model")
+    except ConfigError as exc:
+        raise Unsupported(str(exc)) from None
+    if _text(row, "batch_per_gpu") is None:
+        raise Unsupported("batch_per_gpu is empty: the source does not state it")
+    batch = _positive_int(row, "batch_per_gpu")
+    precision = _required_text(row, "precision")
+    try:
+        cluster.gpu.check_precision(precision, "precision")
+    except ConfigError as exc:
+        raise Unsupported(str(exc)) from None
+    algorithm = _text(row, "algorithm") or "allreduce"
+    if algorithm not in available():
+        raise Unsupported(f"algorithm {algorithm!r} is not in the engine yet "
+                          f"(available: {', '.join(available())})")
+    return RowSetup(model, batch, precision, _positive_int(row, "accumulation_steps", 1),
+                    cluster, algorithm, documented + assumptions)
+
+
+def single_gpu(cluster: ClusterSpec) -> ClusterSpec:
+    """One GPU of the same kind, the reference of scaling efficiency."""
+    return ClusterSpec(gpu=cluster.gpu, nodes=1, gpus_per_node=1,
+                       intra_link=cluster.intra_link, inter_link=None, nics_per_node=1)
+
+
+def build_costs(setup: RowSetup, cluster: ClusterSpec | None = None,
+                calibration: object = "auto"):
+    """Engine costs of a row; gradient accumulation of k micro-batches is one leading
+    pseudo-layer holding the k-1 earlier micro-batches' forward and backward passes, so
+    only the last micro-batch's backward pass overlaps the all-reduce, as with PyTorch
+    DDP's ``no_sync`` or Horovod's ``backward_passes_per_step``."""
+    from models.compute import layer_times
+    from models.workloads import workload
+    from simulator.costs import Costs
+
+    cluster = setup.cluster if cluster is None else cluster
+    model = workload(setup.model)
+    table = layer_times(model, cluster.gpu, setup.batch_per_gpu, setup.precision, calibration)
+    steps = setup.accumulation_steps
+    if steps > 1:
+        micro_s = float(table[["forward_s", "backward_input_s", "backward_weight_s"]]
+                        .to_numpy().sum())
+        lead = {"name": "earlier micro-batches", "kind": "accumulation",
+                "forward_s": (steps - 1) * micro_s, "backward_input_s": 0.0,
+                "backward_weight_s": 0.0, "update_s": 0.0, "gradient_bytes": 0.0}
+        table = pd.concat([pd.DataFrame([lead]), table], ignore_index=True)
+    return Costs.from_layer_times(table, cluster, setup.batch_per_gpu * steps,
+                                  setup.precision, workload_id=model.id)
+
+
+class Simulations:
+    """Noise-free engine runs of the rows, each cluster and setup simulated once.
+
+    ``calibration`` is handed to :func:`models.compute.layer_times` (``"auto"``, or
+    constants for a refit).
+    """
+
+    def __init__(self, calibration: object = "auto", iterations: int = ENGINE_ITERATIONS):
+        self.calibration = calibration
+        self.iterations = iterations
+        self._runs: dict[tuple, dict] = {}
+
+    def summary(self, setup: RowSetup, cluster: ClusterSpec | None = None) -> dict:
+        """The run's summary (:func:`simulator.result.summarize`)."""
+        from simulator.engine import simulate
+
+        cluster = setup.cluster if cluster is None else cluster
+        key = (setup.model, setup.batch_per_gpu, setup.precision, setup.accumulation_steps,
+               setup.algorithm, _cluster_key(cluster))
+        if key not in self._runs:
+            calibration = self.calibration
+            if callable(calibration):
+                calibration = calibration(cluster.gpu)
+            try:
+                costs = build_costs(setup, cluster, calibration)
+                result = simulate(costs, setup.algorithm, iterations=self.iterations)
+            except ConfigError as exc:
+                raise Unsupported(str(exc)) from None
+            self._runs[key] = dict(result.summary)
+        return self._runs[key]
+
+    def throughput(self, row: pd.Series) -> Prediction:
+        setup = row_setup(row)
+        return Prediction(self.summary(setup)["throughput_samples_per_s"], setup.assumptions)
+
+    def iteration_time(self, row: pd.Series) -> Prediction:
+        setup = row_setup(row)
+        return Prediction(self.summary(setup)["iteration_time_mean_s"], setup.assumptions)
+
+    def scaling_efficiency(self, row: pd.Series) -> Prediction:
+        setup = row_setup(row)
+        many = self.summary(setup)["throughput_samples_per_s"]
+        one = self.summary(setup, single_gpu(setup.cluster))["throughput_samples_per_s"]
+        return Prediction(many / (setup.cluster.world_size * one), setup.assumptions)
+
+    def time_to_train(self, row: pd.Series) -> Prediction:
+        setup = row_setup(row)
+        target = _text(row, "target")
+        if target is None:
+            raise Unsupported("target is empty")
+        parts = time_to_train_parts(setup, target, self)
+        return Prediction(parts["total_s"], setup.assumptions)
+
+    def predictors(self) -> dict[str, Predictor]:
+        return {
+            "allreduce_busbw": _predict_allreduce_busbw,
+            "throughput": self.throughput,
+            "iteration_time": self.iteration_time,
+            "scaling_efficiency": self.scaling_efficiency,
+            "time_to_train": self.time_to_train,
+        }
+
+
+def time_to_train_parts(setup: RowSetup, target: str, simulations: Simulations
+                        ) -> dict[str, float]:
+    """Seconds to ``target``: optimizer steps to the target at the global batch
+    (:func:`models.convergence.steps_to_target`) times the simulated iteration time,
+    plus the evaluations inside the timed region (:data:`EVALUATION`).
+
+    Initialization is not counted: MLPerf's clock starts at ``run_start``, after model
+    creation and warm-up (MLPerf Training rules, "Timing"). Nothing else is added; the
+    slower first epoch (data caches filling, CUDA graph capture) is left out because
+    no model of it exists.
+    """
+    from models import convergence
+
+    workloads = convergence.convergence_workloads()
+    model = setup.model
+    if model not in workloads:
+        raise Unsupported(f"no convergence model for {model!r} (known: "
+                          f"{', '.join(workloads)})")
+    try:
+        steps = convergence.steps_to_target(model, setup.global_batch, target)
+    except ConfigError as exc:
+        raise Unsupported(str(exc)) from None
+    summary = simulations.summary(setup)
+    iteration_s = summary["iteration_time_mean_s"]
+    evaluation_s = 0.0
+    if model in EVALUATION:
+        samples, every_epochs, _ = EVALUATION[model]
+        dataset = workloads[model].dataset_samples
+        epochs = steps * setup.global_batch / dataset
+        one_micro_batch = replace(setup, accumulation_steps=1)
+        costs = build_costs(one_micro_batch, None,
+                            _calibration_for(simulations, setup.cluster))
+        forward_per_sample_s = costs.forward_total_s / costs.batch_per_gpu
+        evaluations = math.floor(epochs / every_epochs)
+        evaluation_s = (evaluations * samples / setup.cluster.world_size
+                        * forward_per_sample_s)
+    return {"steps": steps, "iteration_s": iteration_s, "training_s": steps * iteration_s,
+            "evaluation_s": evaluation_s, "total_s": steps * iteration_s + evaluation_s}
+
+
+def _cluster_key(cluster: ClusterSpec) -> tuple:
+    return (cluster.gpu.id, cluster.nodes, cluster.gpus_per_node, cluster.intra_link.id,
+            None if cluster.inter_link is None else cluster.inter_link.id,
+            cluster.nics_per_node, cluster.topology, cluster.oversubscription,
+            cluster.nodes_per_leaf)
+
+
+def _calibration_for(simulations: Simulations, cluster: ClusterSpec) -> object:
+    calibration = simulations.calibration
+    return calibration(cluster.gpu) if callable(calibration) else calibration
+
+
+PREDICTORS: dict[str, Predictor] = Simulations().predictors()
 
 
 def predict_rows(table: pd.DataFrame, predictors: dict[str, Predictor] | None = None
