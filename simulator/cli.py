@@ -156,6 +156,11 @@ def _add_sweep(commands) -> None:
     sweep.add_argument("--workers", type=int, metavar="N",
                        help="local worker processes (default: the number of CPUs); not "
                             "with --scheduler")
+    sweep.add_argument("--start-method", choices=("fork", "forkserver", "spawn"),
+                       help="how local worker processes start (default: fork on Linux "
+                            "when ddlsim runs no other thread, so workers start with "
+                            "ddlsim loaded; else forkserver, or spawn where neither "
+                            "exists)")
     sweep.add_argument("--scheduler", metavar="ADDRESS",
                        help="run the points on the Dask cluster whose scheduler listens at "
                             "ADDRESS (e.g. tcp://scheduler-host:8786); its workers need ddlsim "
@@ -176,7 +181,8 @@ def _sweep(args: argparse.Namespace) -> int:
     definition = make_sweep(args.scenario, args.vary, args.overrides)
     try:
         table = run_sweep(definition, args.out, workers=args.workers,
-                          scheduler=args.scheduler, resume=args.resume,
+                          start_method=args.start_method, scheduler=args.scheduler,
+                          resume=args.resume,
                           retry_errors=args.retry_errors,
                           progress=None if args.quiet else stderr_progress)
     except KeyboardInterrupt:

@@ -314,19 +314,27 @@ def point_tables(prediction) -> dict[str, str]:
 
 
 def run_sweep(sweep: Sweep, out: Path | str, *, workers: int | None = None,
-              scheduler: str | None = None, client: Any = None, resume: bool = False,
-              retry_errors: bool = False, progress: Progress | None = None) -> pd.DataFrame:
+              start_method: str | None = None, scheduler: str | None = None,
+              client: Any = None, resume: bool = False, retry_errors: bool = False,
+              progress: Progress | None = None) -> pd.DataFrame:
     """Run the sweep's points into ``out`` and return sweep.csv's table.
 
-    Local processes by default (``workers``, default ``os.cpu_count()``); a Dask cluster
-    with ``scheduler`` (its address) or ``client`` (a ``distributed.Client``).
-    ``resume`` keeps the points already written (and ``retry_errors`` re-runs the failed
-    ones among them); it refuses a directory that holds another sweep.
+    Local processes by default (``workers``, default ``os.cpu_count()``, started by
+    ``start_method``: see :func:`process_context`); a Dask cluster with ``scheduler``
+    (its address) or ``client`` (a ``distributed.Client``). ``resume`` keeps the points
+    already written (and ``retry_errors`` re-runs the failed ones among them); it refuses
+    a directory that holds another sweep.
     """
     out = Path(out)
-    if workers is not None and (scheduler is not None or client is not None):
+    context = process_context(start_method)
+    on_dask = scheduler is not None or client is not None
+    if workers is not None and on_dask:
         raise ConfigError("--workers", workers, "no --workers with --scheduler (the Dask "
                                                 "cluster's workers run the points)")
+    if start_method is not None and on_dask:
+        raise ConfigError("--start-method", start_method, "no --start-method with "
+                                                          "--scheduler (Dask starts its "
+                                                          "own workers)")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise ConfigError("--workers", workers, "an integer >= 1")
@@ -366,7 +374,7 @@ def run_sweep(sweep: Sweep, out: Path | str, *, workers: int | None = None,
         if tasks and (scheduler is not None or client is not None):
             _run_dask(tasks, finish, scheduler, client)
         elif tasks:
-            _run_local(tasks, finish, workers)
+            _run_local(tasks, finish, workers, context)
     finally:
         # Also when interrupted: the table then marks the unfinished points "missing".
         table = sweep_table(out, sweep)
@@ -375,8 +383,7 @@ def run_sweep(sweep: Sweep, out: Path | str, *, workers: int | None = None,
 
 
 def _run_local(tasks: list[PointTask], finish: Callable[[PointResult], None],
-               workers: int | None) -> None:
-    context = _process_context()
+               workers: int | None, context) -> None:
     if context.get_start_method() == "fork":
         # Forked workers inherit what the parent has loaded; load the proxy reference
         # every prediction's accuracy curve replays once here, not once per worker.
@@ -409,14 +416,32 @@ def _stop(executor: ProcessPoolExecutor) -> None:
         process.terminate()
 
 
-def _process_context():
-    """Fork where the platform has it and the process has no other threads (forking a
-    threaded process can deadlock the child); otherwise the platform's default."""
-    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("forkserver")
-    return multiprocessing.get_context("spawn")
+START_METHODS = ("fork", "forkserver", "spawn")
+
+
+def process_context(start_method: str | None = None):
+    """The multiprocessing context local workers start from.
+
+    Default: ``fork`` where the platform has it and this process runs no other Python
+    thread (forking a threaded process can deadlock the child), so workers start with
+    ddlsim already imported; otherwise ``forkserver`` (its server imports ddlsim once)
+    or, where neither exists, ``spawn``.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if start_method is not None:
+        if start_method not in methods:
+            raise ConfigError("--start-method", start_method,
+                              "one of " + ", ".join(m for m in START_METHODS if m in methods))
+        method = start_method
+    elif "fork" in methods and sys.platform.startswith("linux") \
+            and threading.active_count() == 1:
+        method = "fork"
+    else:
+        method = "forkserver" if "forkserver" in methods else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["simulator.predict"])
+    return context
 
 
 def _result_of(future: Any, task: PointTask) -> PointResult:
