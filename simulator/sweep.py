@@ -56,7 +56,8 @@ POINTS_DIR = "points"
 #: Iteration-time distributions are kept as this many evenly spaced order statistics,
 #: enough for histograms and box plots without storing every (iteration, worker) record.
 DISTRIBUTION_SAMPLES = 1000
-#: Columns of sweep.csv before the flattened summary fields.
+#: Columns of sweep.csv besides the varied fields and the summary: the first two lead,
+#: the other three close each row.
 LEAD_COLUMNS = ("key", "status", "error_type", "error_message", "wall_s")
 #: Tables each successful point keeps beside its JSON, by file suffix.
 POINT_TABLES = ("accuracy_curve", "iteration_times", "staleness")
