@@ -156,9 +156,14 @@ def _add_sweep(commands) -> None:
     sweep.add_argument("--workers", type=int, metavar="N",
                        help="local worker processes (default: the number of CPUs); not "
                             "with --scheduler")
+    sweep.add_argument("--start-method", choices=("fork", "forkserver", "spawn"),
+                       help="how local worker processes start (default: fork on Linux "
+                            "when ddlsim runs no other thread, so workers start with "
+                            "ddlsim loaded; else forkserver, or spawn where neither "
+                            "exists)")
     sweep.add_argument("--scheduler", metavar="ADDRESS",
                        help="run the points on the Dask cluster whose scheduler listens at "
-                            "ADDRESS (e.g. tcp://10.0.0.5:8786); its workers need ddlsim "
+                            "ADDRESS (e.g. tcp://scheduler-host:8786); its workers need ddlsim "
                             "installed; needs the 'dask' extra")
     sweep.add_argument("--resume", action="store_true",
                        help="keep the points already written in DIR and run only the "
@@ -174,9 +179,16 @@ def _sweep(args: argparse.Namespace) -> int:
     from simulator.sweep import make_sweep, run_sweep, stderr_progress
 
     definition = make_sweep(args.scenario, args.vary, args.overrides)
-    table = run_sweep(definition, args.out, workers=args.workers, scheduler=args.scheduler,
-                      resume=args.resume, retry_errors=args.retry_errors,
-                      progress=None if args.quiet else stderr_progress)
+    try:
+        table = run_sweep(definition, args.out, workers=args.workers,
+                          start_method=args.start_method, scheduler=args.scheduler,
+                          resume=args.resume,
+                          retry_errors=args.retry_errors,
+                          progress=None if args.quiet else stderr_progress)
+    except KeyboardInterrupt:
+        print(f"ddlsim sweep: interrupted; the finished points are in {args.out}/points "
+              "(run the same command with --resume to finish)", file=sys.stderr)
+        return 130
     failed = int((table["status"] != "ok").sum())
     print(f"{len(table) - failed} of {len(table)} points ok; wrote {args.out}/sweep.csv, "
           f"{args.out}/sweep.json and {args.out}/points/")

@@ -215,7 +215,30 @@ def make_sweep(scenario: str | Path | None, vary: Sequence[str],
         if name in set_fields:
             raise ConfigError("--vary", text, f"a field not also fixed by --set ({name})")
         parsed.append((name, values))
-    return Sweep(source, base, tuple(sets), tuple(parsed))
+    sweep = Sweep(source, base, tuple(sets), tuple(parsed))
+    _check_some_point_loads(sweep)
+    return sweep
+
+
+def _check_some_point_loads(sweep: Sweep) -> None:
+    """A mistake that spoils every point (a misspelt --set field) is an error now, not
+    a sweep of failures; a point that alone is invalid is recorded when it runs."""
+    first: ConfigError | None = None
+    for point in sweep.points():
+        try:
+            _point_scenario(sweep.base, sweep.sets, point.overrides)
+            return
+        except ConfigError as error:
+            first = first or error
+    if first is not None:
+        raise first
+
+
+def _point_scenario(base: Mapping[str, Any], sets: Sequence[str],
+                    overrides: Sequence[tuple[str, Any]]):
+    pairs = [parse_override(text) for text in sets]
+    pairs += [(tuple(name.split(".")), value) for name, value in overrides]
+    return load_scenario(apply_overrides(base, pairs))
 
 
 # ---------------------------------------------------------------------------------------
@@ -247,9 +270,7 @@ def evaluate_point(task: PointTask) -> PointResult:
                               "scenario": None, "summary": None}
     tables: dict[str, str] = {}
     try:
-        pairs = [parse_override(text) for text in task.sets]
-        pairs += [(tuple(name.split(".")), value) for name, value in task.overrides]
-        scenario = load_scenario(apply_overrides(task.base, pairs))
+        scenario = _point_scenario(task.base, task.sets, task.overrides)
         record["scenario"] = scenario.to_dict()
         prediction = predict(scenario)
         record["summary"] = prediction.summary()
@@ -293,19 +314,27 @@ def point_tables(prediction) -> dict[str, str]:
 
 
 def run_sweep(sweep: Sweep, out: Path | str, *, workers: int | None = None,
-              scheduler: str | None = None, client: Any = None, resume: bool = False,
-              retry_errors: bool = False, progress: Progress | None = None) -> pd.DataFrame:
+              start_method: str | None = None, scheduler: str | None = None,
+              client: Any = None, resume: bool = False, retry_errors: bool = False,
+              progress: Progress | None = None) -> pd.DataFrame:
     """Run the sweep's points into ``out`` and return sweep.csv's table.
 
-    Local processes by default (``workers``, default ``os.cpu_count()``); a Dask cluster
-    with ``scheduler`` (its address) or ``client`` (a ``distributed.Client``).
-    ``resume`` keeps the points already written (and ``retry_errors`` re-runs the failed
-    ones among them); it refuses a directory that holds another sweep.
+    Local processes by default (``workers``, default ``os.cpu_count()``, started by
+    ``start_method``: see :func:`process_context`); a Dask cluster with ``scheduler``
+    (its address) or ``client`` (a ``distributed.Client``). ``resume`` keeps the points
+    already written (and ``retry_errors`` re-runs the failed ones among them); it refuses
+    a directory that holds another sweep.
     """
     out = Path(out)
-    if workers is not None and (scheduler is not None or client is not None):
+    context = process_context(start_method)
+    on_dask = scheduler is not None or client is not None
+    if workers is not None and on_dask:
         raise ConfigError("--workers", workers, "no --workers with --scheduler (the Dask "
                                                 "cluster's workers run the points)")
+    if start_method is not None and on_dask:
+        raise ConfigError("--start-method", start_method, "no --start-method with "
+                                                          "--scheduler (Dask starts its "
+                                                          "own workers)")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
                                 or workers < 1):
         raise ConfigError("--workers", workers, "an integer >= 1")
@@ -341,19 +370,20 @@ def run_sweep(sweep: Sweep, out: Path | str, *, workers: int | None = None,
         report(f"[{done}/{len(tasks)}] {labels[record['key']]} {status} "
                f"{record['wall_s']:.1f} s")
 
-    if tasks:
-        if scheduler is not None or client is not None:
+    try:
+        if tasks and (scheduler is not None or client is not None):
             _run_dask(tasks, finish, scheduler, client)
-        else:
-            _run_local(tasks, finish, workers)
-    table = sweep_table(out, sweep)
-    atomic_write_text(out / "sweep.csv", table.to_csv(index=False))
+        elif tasks:
+            _run_local(tasks, finish, workers, context)
+    finally:
+        # Also when interrupted: the table then marks the unfinished points "missing".
+        table = sweep_table(out, sweep)
+        atomic_write_text(out / "sweep.csv", table.to_csv(index=False))
     return table
 
 
 def _run_local(tasks: list[PointTask], finish: Callable[[PointResult], None],
-               workers: int | None) -> None:
-    context = _process_context()
+               workers: int | None, context) -> None:
     if context.get_start_method() == "fork":
         # Forked workers inherit what the parent has loaded; load the proxy reference
         # every prediction's accuracy curve replays once here, not once per worker.
@@ -368,19 +398,50 @@ def _run_local(tasks: list[PointTask], finish: Callable[[PointResult], None],
         for future in as_completed(futures):
             finish(_result_of(future, futures[future]))
     except BaseException:
-        executor.shutdown(wait=False, cancel_futures=True)
+        _stop(executor)
         raise
     executor.shutdown()
 
 
-def _process_context():
-    """Fork where the platform has it and the process has no other threads (forking a
-    threaded process can deadlock the child); otherwise the platform's default."""
-    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("forkserver")
-    return multiprocessing.get_context("spawn")
+def _stop(executor: ProcessPoolExecutor) -> None:
+    """Stop at once (Ctrl-C): running points are abandoned, not waited for; --resume
+    runs them again."""
+    terminate = getattr(executor, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+
+
+START_METHODS = ("fork", "forkserver", "spawn")
+
+
+def process_context(start_method: str | None = None):
+    """The multiprocessing context local workers start from.
+
+    Default: ``fork`` where the platform has it and this process runs no other Python
+    thread (forking a threaded process can deadlock the child), so workers start with
+    ddlsim already imported; otherwise ``forkserver`` (its server imports ddlsim once)
+    or, where neither exists, ``spawn``.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if start_method is not None:
+        if start_method not in methods:
+            raise ConfigError("--start-method", start_method,
+                              "one of " + ", ".join(m for m in START_METHODS if m in methods))
+        method = start_method
+    elif "fork" in methods and sys.platform.startswith("linux") \
+            and threading.active_count() == 1:
+        method = "fork"
+    else:
+        method = "forkserver" if "forkserver" in methods else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(["simulator.predict"])
+    return context
 
 
 def _result_of(future: Any, task: PointTask) -> PointResult:
@@ -490,6 +551,11 @@ def sweep_table(out: Path | str, sweep: Sweep) -> pd.DataFrame:
         row.update(_flatten(summary))
         rows.append(row)
     table = pd.DataFrame(rows)
+    for column in table.columns:
+        values = [row[column] for row in rows if row.get(column) is not None]
+        # Integer fields stay integers (8, not 8.0) where failed points leave gaps.
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            table[column] = table[column].astype("Int64")
     varied = [name for name, _ in sweep.vary]
     rest = [column for column in table.columns
             if column not in LEAD_COLUMNS and column not in varied]

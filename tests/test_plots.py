@@ -21,7 +21,7 @@ def sweep_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
     definition = make_sweep("default", ["cluster.nodes=1,2", "algorithm.collective=ring,tree"],
                             ["run.iterations=5"])
-    table = run_sweep(definition, out, workers=2)
+    table = run_sweep(definition, out, workers=2, start_method="fork")
     assert (table["status"] == "ok").all()
     # All-reduce has no staleness; give one point a distribution so that plot is drawn.
     key = table["key"].iloc[0]

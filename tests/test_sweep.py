@@ -11,7 +11,7 @@ from models.errors import ConfigError
 from simulator.cli import build_parser, main
 from simulator.predict import predict
 from simulator.scenario import load_scenario, with_overrides
-from simulator.sweep import make_sweep, parse_vary, point_key, read_point
+from simulator.sweep import make_sweep, parse_vary, point_key, read_point, run_sweep
 
 # Small and fast: 5 iterations of ResNet-50 on 1 or 2 nodes of 8 H200.
 BASE = ["default", "--set", "run.iterations=5"]
@@ -19,7 +19,10 @@ GRID = ["--vary", "cluster.nodes=1,2", "--vary", "algorithm.bucket_mb=25,100"]
 
 
 def sweep(out, *extra, grid=GRID):
-    return main(["sweep", *BASE, *grid, "--out", str(out), "--workers", "2", *extra])
+    # fork: the workers start with what this process has loaded (ddlsim, the proxy
+    # reference), even where other tests left threads that make the default forkserver.
+    return main(["sweep", *BASE, *grid, "--out", str(out), "--workers", "2",
+                 "--start-method", "fork", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +63,28 @@ def test_sweep_definition_refuses_conflicts():
         make_sweep("default", ["cluster.nodes=1,2", "cluster.nodes=4"])
     with pytest.raises(ConfigError, match="--set"):
         make_sweep("default", ["cluster.nodes=1,2"], ["cluster.nodes=4"])
+
+
+def test_a_mistake_that_spoils_every_point_fails_at_once():
+    with pytest.raises(ConfigError) as error:
+        make_sweep("default", ["cluster.nodes=1,2"], ["cluster.nodse=4"])
+    assert error.value.field == "cluster.nodse"
+    # An option of one varied algorithm is fine: the points of that algorithm use it.
+    sweep = make_sweep("default", ["algorithm.name=allreduce,ps-async"],
+                       ["algorithm.staleness_bound=4"])
+    assert len(sweep.points()) == 2
+
+
+def test_local_options_are_refused_with_a_scheduler(tmp_path):
+    definition = make_sweep("default", ["cluster.nodes=1"])
+    with pytest.raises(ConfigError, match="--start-method"):
+        run_sweep(definition, tmp_path, start_method="no-such-method")
+    with pytest.raises(ConfigError, match="--workers"):
+        run_sweep(definition, tmp_path, workers=2, scheduler="tcp://scheduler-host:8786")
+    with pytest.raises(ConfigError, match="--start-method"):
+        run_sweep(definition, tmp_path, start_method="spawn",
+                  scheduler="tcp://scheduler-host:8786")
+    assert not (tmp_path / "sweep.json").exists()
 
 
 def test_point_keys_are_stable_and_tell_types_apart():
