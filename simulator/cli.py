@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_calibrate(commands)
     _add_predict(commands)
+    _add_sweep(commands)
+    _add_plot(commands)
+    _add_bench(commands)
     return parser
 
 
@@ -119,6 +122,125 @@ def prediction_table(summary: dict) -> str:
         rows.append(("note", summary["time_to_accuracy_note"]))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _add_sweep(commands) -> None:
+    sweep = commands.add_parser(
+        "sweep", help="predict a scenario over a grid of overrides, in parallel",
+        description="Predict SCENARIO at every point of the grid that --vary lists span "
+                    "(their cartesian product), each point in its own process: local "
+                    "processes by default, or a Dask cluster with --scheduler. Each "
+                    "finished point is written at once to DIR/points/<key>.json (its "
+                    "overrides, resolved scenario, summary, status and wall seconds) with "
+                    "its accuracy curve, iteration-time and staleness tables; a failing "
+                    "point records its error and the others go on. At the end "
+                    "DIR/sweep.csv holds one row per point and DIR/sweep.json the "
+                    "definition. Progress lines go to stderr. Exit status: 0 when every "
+                    "point succeeded, 1 when some failed, 2 for bad arguments.",
+        epilog="example: ddlsim sweep modern-h100 --vary cluster.nodes=1,2,4,8,16 "
+               "--vary algorithm.name=allreduce,ps-async --out runs/scaling")
+    sweep.add_argument("scenario", nargs="?", metavar="SCENARIO",
+                       help="a scenario TOML file or the name of a built-in example "
+                            "(data/scenarios/; default: default)")
+    sweep.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2,...",
+                       help="a scenario field and the comma-separated values it takes, each "
+                            "read as TOML like --set, e.g. --vary cluster.nodes=1,2,4,8 "
+                            "(repeatable; at least one; the grid is their product)")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="FIELD=VALUE",
+                       help="override a scenario field at every point, e.g. --set "
+                            "run.iterations=50 (repeatable; the value is read as TOML)")
+    sweep.add_argument("--out", required=True, metavar="DIR",
+                       help="directory for sweep.json, sweep.csv and points/ (created if "
+                            "missing)")
+    sweep.add_argument("--workers", type=int, metavar="N",
+                       help="local worker processes (default: the number of CPUs); not "
+                            "with --scheduler")
+    sweep.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the points on the Dask cluster whose scheduler listens at "
+                            "ADDRESS (e.g. tcp://10.0.0.5:8786); its workers need ddlsim "
+                            "installed; needs the 'dask' extra")
+    sweep.add_argument("--resume", action="store_true",
+                       help="keep the points already written in DIR and run only the "
+                            "missing ones (DIR must hold the same sweep)")
+    sweep.add_argument("--retry-errors", action="store_true",
+                       help="with --resume, also run again the points that failed")
+    sweep.add_argument("--quiet", action="store_true",
+                       help="no progress lines on stderr")
+    sweep.set_defaults(handler=_sweep)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from simulator.sweep import make_sweep, run_sweep, stderr_progress
+
+    definition = make_sweep(args.scenario, args.vary, args.overrides)
+    table = run_sweep(definition, args.out, workers=args.workers, scheduler=args.scheduler,
+                      resume=args.resume, retry_errors=args.retry_errors,
+                      progress=None if args.quiet else stderr_progress)
+    failed = int((table["status"] != "ok").sum())
+    print(f"{len(table) - failed} of {len(table)} points ok; wrote {args.out}/sweep.csv, "
+          f"{args.out}/sweep.json and {args.out}/points/")
+    if failed:
+        print(f"{failed} point(s) failed: see the error_type and error_message columns of "
+              f"{args.out}/sweep.csv (rerun them with --resume --retry-errors)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_plot(commands) -> None:
+    plot = commands.add_parser(
+        "plot", help="plot a sweep or a prediction directory (PNG and SVG)",
+        description="Plot the results in DIR. For a sweep directory (ddlsim sweep --out): "
+                    "throughput and scaling efficiency against GPUs, the stacked "
+                    "iteration-time breakdown per GPU count, time to accuracy and cost "
+                    "against GPUs, proxy accuracy against wall-clock per point, and the "
+                    "iteration-time (straggler) and staleness distributions, one line or "
+                    "panel per algorithm. For a prediction directory (ddlsim predict "
+                    "--out): that prediction's iteration-time, staleness and accuracy "
+                    "plots.")
+    plot.add_argument("directory", metavar="DIR",
+                      help="a directory written by 'ddlsim sweep --out' or "
+                           "'ddlsim predict --out'")
+    plot.add_argument("--out", metavar="PLOTDIR",
+                      help="where to write the plots (default: DIR/plots)")
+    plot.set_defaults(handler=_plot)
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from simulator.plots import plot_directory
+
+    out = Path(args.out) if args.out else Path(args.directory) / "plots"
+    written = plot_directory(args.directory, out)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _add_bench(commands) -> None:
+    bench = commands.add_parser(
+        "bench", help="measure the simulation engine's speed (events per second)",
+        description="Time the bare SimPy event rate and the engine on large runs: a "
+                    "1024-GPU synchronous ResNet-50 all-reduce run (128 nodes x 8 H100, "
+                    "NVLink 4, 8 NDR InfiniBand NICs per node, DDP buckets, log-normal "
+                    "noise sigma 0.05, 100 iterations) and, when ps-async is available, "
+                    "a 256-worker asynchronous parameter-server run. Prints wall seconds, "
+                    "events and events per second for each.")
+    bench.add_argument("--quick", action="store_true",
+                       help="tiny sizes (seconds in all): checks that the benchmark runs, "
+                            "its figures mean little")
+    bench.add_argument("--json", action="store_true",
+                       help="print one JSON object instead of the table")
+    bench.set_defaults(handler=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from simulator import bench
+
+    argv = (["--quick"] if args.quick else []) + (["--json"] if args.json else [])
+    return bench.main(argv)
 
 
 def _add_calibrate(commands) -> None:

@@ -88,7 +88,6 @@ class Context:
         self.gradients_applied = 0
         self._clocks = clocks
         self._network: ClusterNetwork | None = None
-        self.failures: list[tuple[int, float, float]] = []
 
     def cluster_network(self, extra_nodes: int = 0) -> ClusterNetwork:
         """The flow-level network of the cluster (plus ``extra_nodes`` server nodes)."""
@@ -117,7 +116,7 @@ class Context:
             if failure >= begin + duration:
                 return begin, duration
             back = failure + clock.restart_s
-            self.failures.append((worker, failure, back))
+            self.recorder.failure(worker, failure, back)
             begin = back
             after = max(back, math.nextafter(failure, math.inf))
 
@@ -193,7 +192,7 @@ def simulate(costs: Costs, algorithm: str, *, iterations: int,
         simulated_time_s=float(env.now),
         single_gpu_throughput_samples_per_s=costs.single_gpu_throughput_samples_per_s,
         synchronous=module.SYNCHRONOUS)
-    summary["failures"] = len(ctx.failures)
+    summary["failures"] = len(recorder.failures)
     meta = {
         "algorithm": algorithm,
         "options": resolved,

@@ -39,7 +39,7 @@ from models.hardware import ClusterSpec
 #: clock can tell apart.
 _TIME_TOLERANCE = 4e-12
 #: From this many routes on, the numpy filling beats the plain-Python one.
-_NUMPY_ROUTES = 32
+_NUMPY_ROUTES = 128
 
 
 class _Route:
@@ -246,32 +246,46 @@ def max_min_rates(routes: Sequence[tuple[int, ...]], counts: Sequence[int],
     saturates before any of its flows could be frozen elsewhere; all such links freeze
     their flows at their share in the same pass.
     """
-    flows_on: dict[int, int] = {}
+    on_link: dict[int, int] = {}
+    count_on = on_link.get
     for links, count in zip(routes, counts, strict=True):
         for link in links:
-            flows_on[link] = flows_on.get(link, 0) + count
-    left = {link: capacity[link] for link in flows_on}
+            on_link[link] = count_on(link, 0) + count
+    left = {link: capacity[link] for link in on_link}
     rates = [0.0] * len(routes)
-    unfrozen = [i for i in range(len(routes)) if routes[i] and counts[i] > 0]
+    unfrozen = [i for i, count in enumerate(counts) if count > 0 and routes[i]]
+    tolerance = 1 - 1e-12
     while unfrozen:
-        share = {link: max(left[link], 0.0) / n for link, n in flows_on.items() if n}
-        lowest = [min(share[link] for link in routes[i]) for i in unfrozen]
-        blocked = set()
-        for i, low in zip(unfrozen, lowest, strict=True):
-            for link in routes[i]:
-                if low < share[link] * (1 - 1e-12):
-                    blocked.add(link)
+        share = {}
+        for link, n in on_link.items():
+            if n:
+                room = left[link]
+                share[link] = (room if room > 0 else 0.0) / n
+        # Per route the smallest share on it; per link the smallest of those among the
+        # routes crossing it. A link whose own share is that smallest is a bottleneck.
+        lowest_on_link: dict[int, float] = {}
+        lowest = []
+        for i in unfrozen:
+            links = routes[i]
+            low = min([share[link] for link in links])
+            lowest.append(low)
+            for link in links:
+                if low < lowest_on_link.get(link, math.inf):
+                    lowest_on_link[link] = low
         still = []
         for i, low in zip(unfrozen, lowest, strict=True):
             links = routes[i]
-            if all(link in blocked for link in links):
+            for link in links:
+                if share[link] * tolerance <= lowest_on_link[link]:
+                    break
+            else:
                 still.append(i)
                 continue
             rates[i] = low
             count = counts[i]
             for link in links:
                 left[link] -= low * count
-                flows_on[link] -= count
+                on_link[link] -= count
         unfrozen = still
     return rates
 

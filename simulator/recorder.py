@@ -24,6 +24,8 @@ class Recorder:
         self._staleness_time: list[float] = []
         #: Center-model updates applied so far (the version the next one lands on).
         self.version = 0
+        #: (worker, failed_s, back_s) of every failure that cost a compute phase.
+        self.failures: list[tuple[int, float, float]] = []
 
     def iteration(self, iteration: int, worker: int, start_s: float, compute_s: float,
                   communication_s: float, waiting_s: float, end_s: float) -> None:
@@ -45,6 +47,9 @@ class Recorder:
         if counts_as_version and kind in ("sync", "push", "elastic"):
             self.version += 1
         return version
+
+    def failure(self, worker: int, failed_s: float, back_s: float) -> None:
+        self.failures.append((worker, failed_s, back_s))
 
     def iterations_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame.from_records(self._iterations, columns=list(ITERATION_COLUMNS))

@@ -10,7 +10,7 @@ from models.errors import ConfigError
 from models.hardware import ClusterSpec
 from simulator.costs import Costs
 from simulator.engine import simulate
-from simulator.stragglers import Exponential, LogNormal, StragglerModel
+from simulator.stragglers import Exponential, Failures, LogNormal, StragglerModel
 
 
 def _one_gpu_costs() -> Costs:
@@ -80,14 +80,15 @@ def test_one_server_nic_is_a_bottleneck_that_more_servers_relieve():
 
 
 def test_server_under_poisson_pushes_is_an_md1_queue():
-    # 40 workers with exponential compute and an ideal network push to one server whose
-    # apply takes D: nearly Poisson arrivals into a FIFO deterministic server.
+    # 40 workers with exponential compute push to one server whose apply takes D: nearly
+    # Poisson arrivals into a FIFO deterministic server. Zero-byte gradients keep the
+    # network out of it.
     workers, mean_s, apply_s = 40, 1.0, 0.0125
     link = ideal_link()
     cluster = ClusterSpec(gpu=catalog.gpu("v100-sxm2"), nodes=1, gpus_per_node=workers,
                           intra_link=link)
     table = layer_table(layers=1, forward_s=mean_s / 3, backward_s=2 * mean_s / 3,
-                        update_s=apply_s, gradient_bytes=1000.0)
+                        update_s=apply_s, gradient_bytes=0.0)
     c = Costs.from_layer_times(table, cluster, batch_per_gpu=1)
     result = simulate(c, "ps-async", iterations=250,
                       stragglers=StragglerModel(noise=Exponential(1.0)), seed=11)
@@ -183,3 +184,25 @@ def test_bad_ps_options_name_the_field(algorithm, options, field):
     with pytest.raises(ConfigError) as error:
         simulate(costs(), algorithm, iterations=1, options=options)
     assert error.value.field == field
+
+
+def test_dedicated_servers_need_a_network():
+    with pytest.raises(ConfigError) as error:
+        simulate(costs(nodes=1), "ps-async", iterations=1,
+                 options={"server_placement": "dedicated"})
+    assert error.value.field == "algorithm.server_placement"
+
+
+def test_random_failures_of_the_straggler_model():
+    # Failures of the contract's model: each one costs synchronous training at least its
+    # restart; asynchronous training loses much less.
+    c = costs(nodes=1, gpus_per_node=8)
+    model = StragglerModel(failures=Failures(mtbf_s=5.0, restart_s=1.0))
+    base = {a: simulate(c, a, iterations=40).summary["simulated_time_s"]
+            for a in ("ps-sync", "ps-async")}
+    sync = simulate(c, "ps-sync", iterations=40, stragglers=model, seed=4)
+    async_ = simulate(c, "ps-async", iterations=40, stragglers=model, seed=4)
+    assert sync.summary["failures"] >= 2
+    assert sync.summary["simulated_time_s"] - base["ps-sync"] >= 1.0
+    assert (async_.summary["simulated_time_s"] - base["ps-async"]
+            < 0.5 * (sync.summary["simulated_time_s"] - base["ps-sync"]))

@@ -21,17 +21,23 @@ from typing import Any
 import simpy
 
 from models.errors import ConfigError, require_choice, require_int
+from models.hardware import ClusterSpec
 
 PLACEMENTS = ("colocated", "dedicated")
 
 
-def validate_servers(options: Mapping[str, Any], workers: int) -> tuple[int, str]:
+def validate_servers(options: Mapping[str, Any], cluster: ClusterSpec) -> tuple[int, str]:
     servers = require_int("algorithm.servers", options["servers"], minimum=1)
     placement = require_choice("algorithm.server_placement", options["server_placement"],
                                PLACEMENTS)
+    workers = cluster.world_size
     if placement == "colocated" and servers > workers:
         raise ConfigError("algorithm.servers", servers,
                           f"at most the {workers} worker GPUs colocated servers live on")
+    if placement == "dedicated" and cluster.inter_link is None:
+        raise ConfigError("algorithm.server_placement", placement,
+                          "colocated (dedicated servers need cluster.inter_link, a network "
+                          "to reach them)")
     return servers, placement
 
 

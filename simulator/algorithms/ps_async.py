@@ -36,7 +36,7 @@ SYNCHRONOUS = False
 
 
 def validate(options: Mapping[str, Any], costs: Costs) -> dict[str, Any]:
-    servers, placement = validate_servers(options, costs.workers)
+    servers, placement = validate_servers(options, costs.cluster)
     bound = require_int("algorithm.staleness_bound", options["staleness_bound"], minimum=-1)
     return {"servers": servers, "server_placement": placement, "staleness_bound": bound}
 

@@ -30,7 +30,7 @@ SYNCHRONOUS = True
 
 
 def validate(options: Mapping[str, Any], costs: Costs) -> dict[str, Any]:
-    servers, placement = validate_servers(options, costs.workers)
+    servers, placement = validate_servers(options, costs.cluster)
     backup = require_int("algorithm.backup_workers", options["backup_workers"], minimum=0)
     if backup >= costs.workers:
         raise ConfigError("algorithm.backup_workers", backup,

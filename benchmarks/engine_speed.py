@@ -1,0 +1,88 @@
+"""How fast the engine plays out training, against bare SimPy.
+
+Prints, in one run:
+- the bare SimPy event rate (timeouts per second from plain generator processes);
+- a 1024-GPU synchronous ResNet-50 run (128 nodes x 8 H200, NVLink 4, InfiniBand NDR;
+  25 MB buckets overlapped with backward, log-normal compute noise, 100 iterations);
+- a 256-worker asynchronous parameter-server run (32 nodes x 8, flows on the NICs).
+
+For each: wall seconds of the simulation (cost tables built beforehand), SimPy events
+processed and callbacks fired (a shared barrier event is one event but one callback per
+waiting worker), and their rates.
+
+    PYTHONPATH=. python benchmarks/engine_speed.py [--ps-iterations N] [--ps-servers S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import simpy
+
+from models import catalog
+from simulator.costs import Costs
+from simulator.engine import simulate
+from simulator.stragglers import LogNormal, StragglerModel
+
+
+def bare_simpy_rate(processes: int = 100, timeouts: int = 200_000) -> float:
+    env = simpy.Environment()
+
+    def process(count: int):
+        for _ in range(count):
+            yield env.timeout(1.0)
+
+    for _ in range(processes):
+        env.process(process(timeouts // processes))
+    start = time.perf_counter()
+    env.run()
+    return timeouts / (time.perf_counter() - start)
+
+
+def timed_run(label: str, costs: Costs, algorithm: str, **kwargs) -> None:
+    start = time.perf_counter()
+    result = simulate(costs, algorithm, **kwargs)
+    wall_s = time.perf_counter() - start
+    events, callbacks = result.meta["events"], result.meta["callbacks"]
+    summary = result.summary
+    print(f"{label}")
+    print(f"  wall {wall_s:.2f} s | {events} events ({events / wall_s:,.0f}/s) | "
+          f"{callbacks} callbacks ({callbacks / wall_s:,.0f}/s) | "
+          f"{len(result.iterations)} worker-iterations "
+          f"({len(result.iterations) / wall_s:,.0f}/s)")
+    print(f"  simulated {summary['simulated_time_s']:.3f} s, iteration "
+          f"{summary['iteration_time_mean_s'] * 1e3:.2f} ms mean, "
+          f"{summary['throughput_samples_per_s']:,.0f} samples/s, scaling efficiency "
+          f"{summary['scaling_efficiency']:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ps-iterations", type=int, default=20,
+                        help="iterations per worker of the async PS run (default 20)")
+    parser.add_argument("--ps-servers", type=int, default=1,
+                        help="parameter servers of the async PS run (default 1)")
+    args = parser.parse_args()
+
+    print(f"bare SimPy: {bare_simpy_rate():,.0f} timeouts/s")
+
+    sync_cluster = catalog.cluster("h200-sxm", 128, 8, "nvlink4", "ib-ndr")
+    sync_costs = Costs.from_models("resnet50", sync_cluster, 128, "bf16")
+    timed_run("allreduce, ResNet-50, 1024 GPUs (128 x 8 H200), 25 MB buckets, "
+              "log-normal sigma 0.1, 100 iterations",
+              sync_costs, "allreduce", iterations=100,
+              stragglers=StragglerModel(noise=LogNormal(0.1)), seed=0)
+
+    ps_cluster = catalog.cluster("h200-sxm", 32, 8, "nvlink4", "ib-ndr")
+    ps_costs = Costs.from_models("resnet50", ps_cluster, 128, "bf16")
+    timed_run(f"ps-async, ResNet-50, 256 workers (32 x 8 H200), {args.ps_servers} "
+              f"colocated server(s), log-normal sigma 0.1, {args.ps_iterations} iterations "
+              "per worker",
+              ps_costs, "ps-async", iterations=args.ps_iterations,
+              options={"servers": args.ps_servers},
+              stragglers=StragglerModel(noise=LogNormal(0.1)), seed=0)
+
+
+if __name__ == "__main__":
+    main()
