@@ -42,7 +42,8 @@ _TIME_TOLERANCE = 4e-12
 
 
 class _Route:
-    __slots__ = ("links", "count", "rate", "served", "since", "pending", "finish_s", "stamp")
+    __slots__ = ("links", "count", "rate", "served", "since", "pending", "finish_s", "stamp",
+                 "moved")
 
     def __init__(self, links: tuple[int, ...], count: int = 0):
         self.links = links
@@ -58,6 +59,9 @@ class _Route:
         self.finish_s = math.inf
         #: The filling that last froze this route's rate.
         self.stamp = -1
+        #: Whether flows joined or left since the last filling (the first to finish may
+        #: be another one).
+        self.moved = False
 
     def advance(self, now: float) -> None:
         self.served += self.rate * (now - self.since)
@@ -208,6 +212,7 @@ class Network:
                 flows_on[link] += 1
         heapq.heappush(path.pending, (path.served + size_bytes, sequence, done))
         path.count += 1
+        path.moved = True
         self._changed[path.links] = path
         if not self._recompute_pending:
             self._recompute_pending = True
@@ -236,6 +241,7 @@ class Network:
                 finished.append((sequence, event))
             done = path.count - len(pending)
             path.count = len(pending)
+            path.moved = True
             self._changed[key] = path
             for link in key:
                 flows_on[link] -= done
@@ -286,6 +292,11 @@ class Network:
             frozen = _water_fill(heap, left, unfrozen, crossing, generation)
             self.routes_recomputed += len(frozen)
             for path, rate in frozen:
+                # Most shares come out bit for bit as they were; such a route's finish
+                # time stands.
+                if rate == path.rate and not path.moved:
+                    continue
+                path.moved = False
                 path.served += path.rate * (now - path.since)
                 path.since = now
                 path.rate = rate
