@@ -15,20 +15,20 @@ fitted, and so refitted here:
   to the h100-sxm nccl-tests rows. Each of those sources is predicted by a refit to the
   others; the h200-sxm rows never enter the fit, so their LOSO error is the plain error.
 - throughput, iteration_time, scaling_efficiency, time_to_train: the compute model's
-  ``conv_fraction_of_gemm`` (data/calibration/defaults.toml), set with rows p10, p60,
-  p62 and p66 in view. Refitted here as the least-squares log error on those rows
-  (which reproduces the stored 0.62); a source holding some of them is predicted with
-  the fraction refitted on the rest. Nothing else in these predictions is fitted to
-  this file: the other compute constants are datasheet derating, the NCCL constants come
-  from nccl-tests sources only, and the convergence law is fitted to the MLPerf
-  reference convergence points (data/convergence_points.csv). For sources without any
-  fitted row the LOSO error equals the plain error.
+  shared efficiency constants (tensor-core GEMM fraction, convolution fractions,
+  Winograd reduction; data/calibration/defaults.toml), fitted by
+  benchmarks/compute_fit.py to the single-GPU throughput rows. A source holding some of
+  those rows is predicted, all its quantities, with the constants refitted on the other
+  sources' rows. Nothing else in these predictions is fitted to this file: the other
+  compute constants are datasheet derating, the NCCL constants come from nccl-tests
+  sources only, and the convergence law is fitted to the MLPerf reference convergence
+  points (data/convergence_points.csv). For sources without any fitted row the LOSO
+  error equals the plain error.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import collectives_fit  # noqa: E402
+import compute_fit  # noqa: E402
 
 from models import compute  # noqa: E402
 from simulator import validation  # noqa: E402
@@ -46,8 +47,6 @@ from simulator import validation  # noqa: E402
 MEDIAN_BAR_PCT = {"throughput": 10.0, "iteration_time": 10.0, "allreduce_busbw": 15.0}
 #: No row may be worse than this, percent.
 ROW_BAR_PCT = 25.0
-#: The rows ``conv_fraction_of_gemm`` was set with (defaults.toml says so).
-CONV_FIT_ROWS = ("p10", "p60", "p62", "p66")
 ENGINE_QUANTITIES = ("throughput", "iteration_time", "scaling_efficiency", "time_to_train")
 
 
@@ -55,41 +54,29 @@ def publication(source: str) -> str:
     return str(source).split(" — ")[0]
 
 
-def conv_calibration(fraction: float):
-    return lambda gpu: replace(compute.default_constants(gpu), conv_fraction_of_gemm=fraction)
-
-
-def fit_conv_fraction(rows: pd.DataFrame) -> float:
-    """Least-squares log error of single-GPU throughput rows in the conv fraction."""
-    from scipy.optimize import minimize_scalar
-
-    def loss(fraction: float) -> float:
-        simulations = validation.Simulations(calibration=conv_calibration(fraction))
-        errors = [np.log(simulations.throughput(row).value / row["value"])
-                  for _, row in rows.iterrows()]
-        return float(np.sum(np.square(errors)))
-
-    return float(minimize_scalar(loss, bounds=(0.2, 1.0), method="bounded",
-                                 options={"xatol": 1e-4}).x)
-
-
 def loso_engine(table: pd.DataFrame, plain: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
+    """Engine quantities: the compute constants of benchmarks/compute_fit.py refitted on
+    the single-GPU throughput rows of every publication but one, that one predicted."""
     notes = []
-    fit_rows = table[table["id"].isin(CONV_FIT_ROWS)]
-    notes.append(f"conv_fraction_of_gemm refitted on {', '.join(CONV_FIT_ROWS)}: "
-                 f"{fit_conv_fraction(fit_rows):.4f} (stored 0.62)")
+    fitting = compute_fit.fit_rows(table)
     errors = {}
     engine = table[table["quantity"].isin(ENGINE_QUANTITIES)]
     for held_out, rows in engine.groupby(engine["source"].map(publication)):
-        kept = fit_rows[fit_rows["source"].map(publication) != held_out]
-        if len(kept) == len(fit_rows):
+        kept = fitting[fitting["publication"] != held_out]
+        if len(kept) == len(fitting):
             for row_id in rows["id"]:
                 errors[row_id] = plain.loc[row_id, "error_pct"]
             continue
-        fraction = fit_conv_fraction(kept)
-        notes.append(f"held out {held_out[:70]}: conv_fraction_of_gemm refitted on "
-                     f"{', '.join(kept['id'])} = {fraction:.4f}")
-        simulations = validation.Simulations(calibration=conv_calibration(fraction))
+        values = compute_fit.fit(kept)
+        notes.append(f"held out {held_out[:70]}: compute constants refitted on the other "
+                     f"{len(kept)} single-GPU rows: " + ", ".join(
+                         f"{'.'.join(path[1:])}={value:.3g}"
+                         for (path, _, _), value in zip(compute_fit.PARAMETERS, values,
+                                                        strict=True)))
+        constants = compute_fit.defaults_with(values)
+        simulations = validation.Simulations(
+            calibration=lambda gpu, constants=constants: compute.default_constants(
+                gpu, constants))
         predicted = validation.predict_rows(rows, simulations.predictors()).set_index("id")
         errors.update(predicted["error_pct"].to_dict())
     return errors, notes
@@ -127,14 +114,14 @@ def throughput_breakdown(table: pd.DataFrame, ok: pd.DataFrame) -> pd.DataFrame:
 
 
 def winograd_share(model) -> float:
+    """Share of the convolution FLOP the fp32 compute model runs with Winograd's reduced
+    arithmetic (the layers models.compute marks so)."""
     total = eligible = 0.0
     for layer in model.layers:
-        if layer.kind != "conv" or layer.gemm is None:
+        if layer.kind != "conv":
             continue
-        pixels, _, depth = layer.gemm
         total += layer.forward_flops
-        # A 3x3 filter over the input's channels, output as large as the input.
-        if depth % 9 == 0 and layer.input_elements == depth // 9 * pixels:
+        if compute.winograd_eligible(layer):
             eligible += layer.forward_flops
     return eligible / total if total else float("nan")
 

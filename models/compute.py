@@ -17,6 +17,7 @@ exists, else from the datasheet derating in ``data/calibration/defaults.toml``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -30,7 +31,7 @@ from models.catalog import data_dir, read_toml
 from models.efficiency import saturating_efficiency
 from models.errors import ConfigError, require_choice, require_int, require_number
 from models.hardware import ACTIVATION_BYTES, GPUSpec
-from models.workloads import Workload, layer_table
+from models.workloads import Layer, Workload, layer_table
 
 #: Columns of :func:`layer_times`, consumed by the simulation engine.
 LAYER_TIME_COLUMNS = ("name", "kind", "forward_s", "backward_input_s", "backward_weight_s",
@@ -155,9 +156,18 @@ class ComputeConstants:
     #: Bandwidth of the fused optimizer update, bytes/s.
     optimizer_update_Bps: float
     #: Fraction of the GEMM curve's rate that convolutions reach (cuDNN from a
-    #: framework, against cuBLAS GEMMs): always from ``defaults.toml``, as the
-    #: calibration harness times GEMMs only.
-    conv_fraction_of_gemm: float = 1.0
+    #: framework, against cuBLAS GEMMs): one number for every matrix unit, or a table
+    #: ``{"tensor": ..., "simt": ...}`` (see :func:`matrix_unit`). Always from
+    #: ``defaults.toml``, as the calibration harness times GEMMs only.
+    conv_fraction_of_gemm: float | Mapping[str, float] = 1.0
+    #: How many times fewer multiplies cuDNN's Winograd/FFT algorithms execute than
+    #: direct convolution counts, for 3x3 stride-1 convolutions on SIMT units (see
+    #: :func:`winograd_eligible`); 1 runs every convolution as an implicit GEMM.
+    winograd_reduction: float = 1.0
+    #: Output columns (GEMM n: output channels, output features) one thread-block tile
+    #: of a matrix kernel covers; a layer whose n is not a multiple wastes the rest of
+    #: its last tile. 1 leaves tile quantization out.
+    tile_n: int = 1
     #: Where the constants came from.
     source: str = field(default="", compare=False)
 
@@ -167,13 +177,32 @@ class ComputeConstants:
             require_number(f"calibration.{name}", getattr(self, name), minimum=0.0,
                            exclusive_minimum=True)
         require_number("calibration.memory_half_bytes", self.memory_half_bytes, minimum=0.0)
-        require_number("calibration.conv_fraction_of_gemm", self.conv_fraction_of_gemm,
-                       minimum=0.0, maximum=1.0, exclusive_minimum=True)
+        fractions = self.conv_fraction_of_gemm
+        if isinstance(fractions, Mapping):
+            object.__setattr__(self, "conv_fraction_of_gemm",
+                               MappingProxyType(dict(fractions)))
+            for unit, fraction in fractions.items():
+                require_choice("calibration.conv_fraction_of_gemm", unit, MATRIX_UNITS)
+                require_number(f"calibration.conv_fraction_of_gemm.{unit}", fraction,
+                               minimum=0.0, maximum=1.0, exclusive_minimum=True)
+        else:
+            require_number("calibration.conv_fraction_of_gemm", fractions, minimum=0.0,
+                           maximum=1.0, exclusive_minimum=True)
+        require_number("calibration.winograd_reduction", self.winograd_reduction,
+                       minimum=1.0)
+        require_int("calibration.tile_n", self.tile_n, minimum=1)
         for precision, curve in self.gemm.items():
             require_number(f"calibration.gemm.{precision}.peak_fraction", curve.peak_fraction,
                            minimum=0.0, maximum=1.0, exclusive_minimum=True)
             require_number(f"calibration.gemm.{precision}.half_work_flop",
                            curve.half_work_flop, minimum=0.0)
+
+    def conv_fraction(self, unit: str) -> float:
+        """Fraction of the GEMM rate convolutions reach on a ``"tensor"``/``"simt"`` unit."""
+        fractions = self.conv_fraction_of_gemm
+        if isinstance(fractions, Mapping):
+            return fractions.get(unit, 1.0)
+        return fractions
 
     def gemm_curve(self, precision: str) -> GemmConstants:
         if precision not in self.gemm:
@@ -191,6 +220,10 @@ def _defaults_table() -> dict[str, Any]:
     return read_toml(_defaults_path())
 
 
+#: Kinds of unit matrix math runs on, as :func:`matrix_unit` tells them.
+MATRIX_UNITS = ("tensor", "simt")
+
+
 def matrix_unit(gpu: GPUSpec, precision: str) -> str:
     """``"tensor"`` when matrix math at this precision runs on tensor/matrix cores.
 
@@ -200,10 +233,15 @@ def matrix_unit(gpu: GPUSpec, precision: str) -> str:
     return "tensor" if matrix > gpu.vector_peak_flops_per_s(precision) else "simt"
 
 
-def default_constants(gpu: GPUSpec) -> ComputeConstants:
-    """Datasheet derating of ``defaults.toml``, one rule for every GPU."""
-    table = _defaults_table()
+def default_constants(gpu: GPUSpec, table: Mapping[str, Any] | None = None
+                      ) -> ComputeConstants:
+    """Datasheet derating of ``defaults.toml``, one rule for every GPU.
+
+    ``table`` replaces the file's parsed content (a refit of its constants).
+    """
     where = str(_defaults_path())
+    if table is None:
+        table = _defaults_table()
     efficiency = require_number(f"{where}: memory_efficiency", table.get("memory_efficiency"),
                                 minimum=0.0, maximum=1.0, exclusive_minimum=True)
     bandwidth_Bps = gpu.memory_bandwidth_Bps * efficiency
@@ -228,15 +266,19 @@ def default_constants(gpu: GPUSpec) -> ComputeConstants:
                                        exclusive_minimum=True) * 1e-6,
         gemm=gemm,
         optimizer_update_Bps=bandwidth_Bps,
-        conv_fraction_of_gemm=_conv_fraction_of_gemm(),
+        conv_fraction_of_gemm={
+            unit: require_number(f"{where}: gemm.{unit}.conv_fraction",
+                                 table.get("gemm", {}).get(unit, {}).get("conv_fraction"),
+                                 minimum=0.0, maximum=1.0, exclusive_minimum=True)
+            for unit in MATRIX_UNITS
+        },
+        tile_n=require_int(f"{where}: gemm.tile_n", table.get("gemm", {}).get("tile_n"),
+                           minimum=1),
+        winograd_reduction=require_number(
+            f"{where}: gemm.simt.winograd_reduction",
+            table.get("gemm", {}).get("simt", {}).get("winograd_reduction"), minimum=1.0),
         source=where,
     )
-
-
-def _conv_fraction_of_gemm() -> float:
-    return require_number(f"{_defaults_path()}: conv_fraction_of_gemm",
-                          _defaults_table().get("conv_fraction_of_gemm"), minimum=0.0,
-                          maximum=1.0, exclusive_minimum=True)
 
 
 def calibration_path(gpu: GPUSpec) -> Path:
@@ -284,6 +326,8 @@ def constants_from_calibration(gpu: GPUSpec, calibration: Mapping[str, Any],
         optimizer_update_Bps=constants.get("optimizer_update_Bps")
         or value("memory_bandwidth_Bps"),
         conv_fraction_of_gemm=defaults.conv_fraction_of_gemm,
+        winograd_reduction=defaults.winograd_reduction,
+        tile_n=defaults.tile_n,
         source=source,
     )
 
@@ -339,6 +383,25 @@ def gemm_time_s(flop: float, size_bytes: float, peak_flops_per_s: float,
     return max(compute_s, memory_time_s(size_bytes, constants), constants.kernel_launch_s)
 
 
+#: Filters cuDNN runs with fast algorithms at stride 1: WINOGRAD (3x3) and
+#: WINOGRAD_NONFUSED (3x3 and 5x5, fp32), FFT and FFT_TILING (any filter up to 32x32
+#: at stride 1; cuDNN developer guide, "Supported algorithms" per convolution call).
+FAST_CONV_KERNELS = ((3, 3), (5, 5))
+
+
+def winograd_eligible(layer: Layer) -> bool:
+    """A convolution cuDNN can run with Winograd's minimal filtering (Lavin & Gray 2016)
+    or an FFT: a 3x3 or 5x5 filter at stride 1."""
+    return layer.kind == "conv" and layer.kernel in FAST_CONV_KERNELS and layer.stride == 1
+
+
+def tile_quantization(columns: int, tile_n: int) -> float:
+    """Useful fraction of the tiles a GEMM with ``columns`` output columns runs:
+    ``n / (ceil(n / tile) * tile)`` (NVIDIA Matrix Multiplication Background User's
+    Guide, "Tile Quantization")."""
+    return columns / (math.ceil(columns / tile_n) * tile_n)
+
+
 def _memory_passes_s(passes: tuple[MemoryPass, ...], input_bytes: float, output_bytes: float,
                      constants: ComputeConstants) -> float:
     return sum(
@@ -374,8 +437,8 @@ def layer_times(workload: Workload, gpu: GPUSpec, batch_size: int, precision: st
     passes over the convolution's input-side and output-side tensors per phase.
     """
     _check_inputs(gpu, batch_size, precision)
-    transposes = (resolve_memory_format(precision, memory_format) == "nchw"
-                  and matrix_unit(gpu, precision) == "tensor")
+    unit = matrix_unit(gpu, precision)
+    transposes = resolve_memory_format(precision, memory_format) == "nchw" and unit == "tensor"
     constants = compute_constants(gpu, calibration)
     table = layer_table(workload, batch_size, precision)
     element_bytes = ACTIVATION_BYTES[precision]
@@ -386,7 +449,8 @@ def layer_times(workload: Workload, gpu: GPUSpec, batch_size: int, precision: st
         update_kernels.append(AMP_CAST_BYTES_PER_PARAM)
 
     rows = []
-    for index, layer in enumerate(table.itertuples(index=False)):
+    for index, (layer, spec) in enumerate(zip(table.itertuples(index=False), workload.layers,
+                                              strict=True)):
         if layer.kind in MEMORY_TRAFFIC:
             traffic = MEMORY_TRAFFIC[layer.kind]
             forward_s = _memory_passes_s(traffic.forward, layer.input_bytes,
@@ -402,8 +466,14 @@ def layer_times(workload: Workload, gpu: GPUSpec, batch_size: int, precision: st
             size_bytes = (layer.input_bytes + layer.activation_bytes
                           + layer.params * element_bytes)
             is_conv = layer.kind == "conv"
-            forward_s = gemm_time_s(layer.forward_flops, size_bytes, peak, curve, constants,
-                                    constants.conv_fraction_of_gemm if is_conv else 1.0)
+            flop = layer.forward_flops
+            if unit == "simt" and winograd_eligible(spec):
+                # The transforms are memory-side work; the roofline's bytes keep them.
+                flop /= constants.winograd_reduction
+            scale = constants.conv_fraction(unit) if is_conv else 1.0
+            if spec.gemm is not None:
+                scale *= tile_quantization(spec.gemm[1], constants.tile_n)
+            forward_s = gemm_time_s(flop, size_bytes, peak, curve, constants, scale)
             if transposes and is_conv:
                 forward_s += _memory_passes_s(NCHW_TRANSPOSES, layer.input_bytes,
                                               layer.activation_bytes, constants)

@@ -36,6 +36,10 @@ class Layer:
     #: Matrix layers: the GEMM it lowers to, (m, n, k) with m counted per sample
     #: (conv: output pixels; transformer linear: tokens), so a batch runs (B*m, n, k).
     gemm: tuple[int, int, int] | None = None
+    #: Convolutions: filter (height, width) and stride, which decide the algorithms
+    #: cuDNN may pick (Winograd needs a 3x3 filter at stride 1); None elsewhere.
+    kernel: tuple[int, int] | None = None
+    stride: int | None = None
 
     @property
     def is_matrix(self) -> bool:

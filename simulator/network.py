@@ -9,8 +9,10 @@ pace until a link is full, the flows through that link are frozen at their rate,
 Flows on the same route always get the same rate, so the network keeps them together:
 a route holds its flow count and the bytes each of its flows has received since it
 became busy, and each flow only the count at which it is done (a heap per route).
-A recomputation costs one pass per bottleneck level over the busy routes, not the
-flows, and advancing time costs one update per busy route. Flows that start at the
+A recomputation covers the busy routes connected through shared links to a route whose
+count changed, not the flows: it takes the bottleneck links one at a time from a heap of
+fair shares, freezing each route once, and advancing time costs one update per busy
+route. Flows that start at the
 same instant are added together and the shares computed once for them: an arrival
 schedules one zero-delay recomputation, which the other arrivals of that instant join.
 
@@ -28,7 +30,6 @@ import heapq
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import simpy
 
 from models.errors import ConfigError, require_int, require_number
@@ -38,16 +39,15 @@ from models.hardware import ClusterSpec
 #: done: floating-point residue must not schedule wakeups closer together than the
 #: clock can tell apart.
 _TIME_TOLERANCE = 4e-12
-#: From this many routes on, the numpy filling beats the plain-Python one.
-_NUMPY_ROUTES = 128
 
 
 class _Route:
-    __slots__ = ("links", "count", "rate", "served", "since", "pending", "finish_s")
+    __slots__ = ("links", "count", "rate", "served", "since", "pending", "finish_s", "stamp",
+                 "moved")
 
-    def __init__(self, links: tuple[int, ...]):
+    def __init__(self, links: tuple[int, ...], count: int = 0):
         self.links = links
-        self.count = 0
+        self.count = count
         self.rate = 0.0
         #: Bytes each flow on this route has received from ``since`` back to when the
         #: route last became busy.
@@ -57,10 +57,54 @@ class _Route:
         self.pending: list[tuple[float, int, simpy.Event]] = []
         #: When the first pending flow finishes at the current rate.
         self.finish_s = math.inf
+        #: The filling that last froze this route's rate.
+        self.stamp = -1
+        #: Whether flows joined or left since the last filling (the first to finish may
+        #: be another one).
+        self.moved = False
 
     def advance(self, now: float) -> None:
         self.served += self.rate * (now - self.since)
         self.since = now
+
+
+def _water_fill(heap: list[tuple[float, int]], left: list[float], unfrozen: list[int],
+                crossing: Sequence[dict[tuple[int, ...], _Route]], stamp: int
+                ) -> list[tuple[_Route, float]]:
+    """Progressive filling one bottleneck at a time: (route, rate per flow) for every
+    route crossing the links in ``heap``, in the order they freeze.
+
+    ``heap`` holds (fair share, link) for those links, the share being ``left[link]``
+    (capacity not yet given away) over ``unfrozen[link]`` (flows not yet frozen); both
+    lists are updated in place. The link of least share saturates first: all its flows
+    freeze at that share. Freezing flows at a share no larger than another link's share
+    can only raise that link's share, so a heap entry is a lower bound of its link's
+    share: an entry found stale goes back with the current share, and an entry that is
+    current is the global minimum. Routes are marked frozen with ``stamp``.
+    """
+    frozen: list[tuple[_Route, float]] = []
+    pop, push = heapq.heappop, heapq.heappush
+    while heap:
+        share, link = pop(heap)
+        n = unfrozen[link]
+        if not n:
+            continue
+        room = left[link]
+        current = (room if room > 0 else 0.0) / n
+        if current > share:
+            push(heap, (current, link))
+            continue
+        for path in crossing[link].values():
+            if path.stamp == stamp:
+                continue
+            path.stamp = stamp
+            count = path.count
+            used = current * count
+            for other in path.links:
+                left[other] -= used
+                unfrozen[other] -= count
+            frozen.append((path, current))
+    return frozen
 
 
 class Network:
@@ -75,6 +119,10 @@ class Network:
         self._busy: dict[tuple[int, ...], _Route] = {}
         #: Per link, the busy routes that cross it.
         self._crossing: list[dict[tuple[int, ...], _Route]] = []
+        #: Per link, the flows moving bytes across it.
+        self._flows_on: list[int] = []
+        #: Per link, the recomputation that last reached it.
+        self._reached: list[int] = []
         #: Routes whose flow count changed since the last recomputation.
         self._changed: dict[tuple[int, ...], _Route] = {}
         self._next_sequence = 0
@@ -93,6 +141,8 @@ class Network:
         self._names.append(name)
         self._capacity.append(float(capacity_Bps))
         self._crossing.append({})
+        self._flows_on.append(0)
+        self._reached.append(-1)
         return len(self._names) - 1
 
     def link_name(self, index: int) -> str:
@@ -149,15 +199,20 @@ class Network:
     def _arrive(self, path: _Route, size_bytes: float, sequence: int, done: simpy.Event
                 ) -> None:
         now = self.env.now
+        flows_on = self._flows_on
         if path.count == 0:
             path.served, path.since, path.rate = 0.0, now, 0.0
             self._busy[path.links] = path
             for link in path.links:
                 self._crossing[link][path.links] = path
+                flows_on[link] += 1
         else:
             path.advance(now)
+            for link in path.links:
+                flows_on[link] += 1
         heapq.heappush(path.pending, (path.served + size_bytes, sequence, done))
         path.count += 1
+        path.moved = True
         self._changed[path.links] = path
         if not self._recompute_pending:
             self._recompute_pending = True
@@ -174,6 +229,7 @@ class Network:
         now = self.env.now
         horizon = _TIME_TOLERANCE * max(1.0, now)
         finished: list[tuple[int, simpy.Event]] = []
+        flows_on = self._flows_on
         for key, path in list(self._busy.items()):
             if path.finish_s > now + horizon:
                 continue
@@ -183,8 +239,12 @@ class Network:
             while pending and pending[0][0] - path.served <= slack + 1e-12 * pending[0][0]:
                 _, sequence, event = heapq.heappop(pending)
                 finished.append((sequence, event))
+            done = path.count - len(pending)
             path.count = len(pending)
+            path.moved = True
             self._changed[key] = path
+            for link in key:
+                flows_on[link] -= done
             if not pending:
                 del self._busy[key]
                 for link in key:
@@ -196,135 +256,78 @@ class Network:
         for _, event in finished:
             event.succeed()
 
-    def _affected(self) -> list[_Route]:
-        """Busy routes connected (through shared links) to a route that changed: only
-        their shares can move."""
-        seen: dict[tuple[int, ...], _Route] = {}
-        links = [link for key in self._changed for link in key]
-        visited = set(links)
-        while links:
-            link = links.pop()
-            for key, path in self._crossing[link].items():
-                if key not in seen:
-                    seen[key] = path
-                    for other in key:
-                        if other not in visited:
-                            visited.add(other)
-                            links.append(other)
-        self._changed = {}
-        return list(seen.values())
-
     def _reallocate(self) -> None:
+        """New shares for the busy routes connected (through shared links) to a route
+        that changed: only their shares can move."""
         self._generation += 1
+        generation = self._generation
         self.recomputations += 1
-        affected = self._affected()
+        crossing, capacity, reached = self._crossing, self._capacity, self._reached
+        # The flows each link would still carry; the filling counts them down, so it
+        # works on a copy.
+        unfrozen = self._flows_on[:]
+        left = capacity[:]
+        stack = []
+        for key in self._changed:
+            for link in key:
+                if reached[link] != generation:
+                    reached[link] = generation
+                    stack.append(link)
+        self._changed = {}
+        heap = []
+        while stack:
+            link = stack.pop()
+            members = crossing[link]
+            if not members:
+                continue
+            heap.append((capacity[link] / unfrozen[link], link))
+            for key in members:
+                for other in key:
+                    if reached[other] != generation:
+                        reached[other] = generation
+                        stack.append(other)
         now = self.env.now
-        if affected:
-            self.routes_recomputed += len(affected)
-            fill = max_min_rates if len(affected) < _NUMPY_ROUTES else max_min_rates_numpy
-            rates = fill([path.links for path in affected], [path.count for path in affected],
-                         self._capacity)
-            for path, rate in zip(affected, rates, strict=True):
-                path.advance(now)
+        if heap:
+            heapq.heapify(heap)
+            frozen = _water_fill(heap, left, unfrozen, crossing, generation)
+            self.routes_recomputed += len(frozen)
+            for path, rate in frozen:
+                # Most shares come out bit for bit as they were; such a route's finish
+                # time stands.
+                if rate == path.rate and not path.moved:
+                    continue
+                path.moved = False
+                path.served += path.rate * (now - path.since)
+                path.since = now
                 path.rate = rate
                 path.finish_s = now + (path.pending[0][0] - path.served) / rate
-        next_s = min((path.finish_s for path in self._busy.values()), default=math.inf)
+        next_s = min([path.finish_s for path in self._busy.values()], default=math.inf)
         if next_s < math.inf:
-            generation = self._generation
-            self.env.timeout(max(next_s - now, 0.0)).callbacks.append(
+            self.env.timeout(next_s - now if next_s > now else 0.0).callbacks.append(
                 lambda _: self._wake(generation))
 
 
 def max_min_rates(routes: Sequence[tuple[int, ...]], counts: Sequence[int],
                   capacity: Sequence[float]) -> list[float]:
     """Max-min fair rate of each flow on each route (``counts[i]`` flows on
-    ``routes[i]``, a tuple of link indices) over links of the given capacities.
-
-    Progressive filling, several bottlenecks per pass: a link's fair share (capacity
-    left over its unfrozen flows) only grows as flows elsewhere freeze below it, so a
-    link whose share is no larger than the share of any other link its flows cross
-    saturates before any of its flows could be frozen elsewhere; all such links freeze
-    their flows at their share in the same pass.
-    """
-    on_link: dict[int, int] = {}
-    count_on = on_link.get
-    for links, count in zip(routes, counts, strict=True):
-        for link in links:
-            on_link[link] = count_on(link, 0) + count
-    left = {link: capacity[link] for link in on_link}
-    rates = [0.0] * len(routes)
-    unfrozen = [i for i, count in enumerate(counts) if count > 0 and routes[i]]
-    tolerance = 1 - 1e-12
-    while unfrozen:
-        share = {}
-        for link, n in on_link.items():
-            if n:
-                room = left[link]
-                share[link] = (room if room > 0 else 0.0) / n
-        # Per route the smallest share on it; per link the smallest of those among the
-        # routes crossing it. A link whose own share is that smallest is a bottleneck.
-        lowest_on_link: dict[int, float] = {}
-        lowest = []
-        for i in unfrozen:
-            links = routes[i]
-            low = min([share[link] for link in links])
-            lowest.append(low)
-            for link in links:
-                if low < lowest_on_link.get(link, math.inf):
-                    lowest_on_link[link] = low
-        still = []
-        for i, low in zip(unfrozen, lowest, strict=True):
-            links = routes[i]
-            for link in links:
-                if share[link] * tolerance <= lowest_on_link[link]:
-                    break
-            else:
-                still.append(i)
-                continue
-            rates[i] = low
-            count = counts[i]
-            for link in links:
-                left[link] -= low * count
-                on_link[link] -= count
-        unfrozen = still
-    return rates
-
-
-def max_min_rates_numpy(routes: Sequence[tuple[int, ...]], counts: Sequence[int],
-                        capacity: Sequence[float]) -> list[float]:
-    """:func:`max_min_rates` vectorised over routes (same passes, same answer)."""
-    hops = max(len(route) for route in routes)
-    table = np.array([route + (-1,) * (hops - len(route)) for route in routes], dtype=np.intp)
-    weight = np.asarray(counts, dtype=float)
-    links = len(capacity)
-    left = np.asarray(capacity, dtype=float).copy()
-    rates = np.zeros(len(routes))
-    unfrozen = np.flatnonzero((weight > 0) & (table[:, 0] >= 0))
-    # One extra entry that padding (-1) reads: an infinite share, never a bottleneck.
-    share = np.empty(links + 1)
-    bottleneck = np.zeros(links + 1, dtype=bool)
-    while unfrozen.size:
-        rows = table[unfrozen]
-        w = weight[unfrozen]
-        valid = rows >= 0
-        on_link = np.bincount(rows[valid], minlength=links,
-                              weights=np.broadcast_to(w[:, None], rows.shape)[valid])
-        used = on_link > 0
-        share[:] = math.inf
-        share[:links][used] = np.maximum(left[used], 0.0) / on_link[used]
-        row_share = share[rows]
-        lowest = row_share.min(axis=1)
-        below = (lowest[:, None] < row_share * (1 - 1e-12)) & valid
-        blocked = np.bincount(rows[below], minlength=links) > 0
-        bottleneck[:links] = used & ~blocked
-        hit = bottleneck[rows].any(axis=1)
-        rates[unfrozen[hit]] = lowest[hit]
-        frozen = rows[hit]
-        keep = frozen >= 0
-        left -= np.bincount(frozen[keep], minlength=links, weights=np.broadcast_to(
-            (lowest[hit] * w[hit])[:, None], frozen.shape)[keep])
-        unfrozen = unfrozen[~hit]
-    return rates.tolist()
+    ``routes[i]``, a tuple of distinct link indices) over links of the given capacities;
+    0 for a route with no flows or no links."""
+    crossing: dict[int, dict[int, _Route]] = {}
+    unfrozen: dict[int, int] = {}
+    paths = []
+    for i, (links, count) in enumerate(zip(routes, counts, strict=True)):
+        path = _Route(tuple(links), count)
+        paths.append(path)
+        if count > 0:
+            for link in path.links:
+                crossing.setdefault(link, {})[i] = path
+                unfrozen[link] = unfrozen.get(link, 0) + count
+    left = {link: float(capacity[link]) for link in crossing}
+    heap = [(left[link] / unfrozen[link], link) for link in crossing]
+    heapq.heapify(heap)
+    for path, rate in _water_fill(heap, left, unfrozen, crossing, 0):
+        path.rate = rate
+    return [path.rate for path in paths]
 
 
 class ClusterNetwork:

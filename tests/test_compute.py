@@ -190,7 +190,9 @@ def test_default_constants_derate_the_datasheet():
     assert 3e-6 <= defaults.kernel_launch_s <= 10e-6
     assert set(defaults.gemm) == set(A100.precisions)
     assert defaults.gemm["fp16"].peak_fraction < 1.0
-    assert 0.0 < defaults.conv_fraction_of_gemm <= 1.0
+    for unit in compute.MATRIX_UNITS:
+        assert 0.0 < defaults.conv_fraction(unit) <= 1.0
+    assert defaults.winograd_reduction >= 1.0
     assert defaults.source.endswith("defaults.toml")
 
 

@@ -1,5 +1,7 @@
 """Flow-level network: fair sharing against closed forms and the max-min definition."""
 
+import random
+
 import numpy as np
 import pytest
 import simpy
@@ -8,7 +10,7 @@ from hypothesis import strategies as st
 
 from models import catalog
 from models.errors import ConfigError
-from simulator.network import ClusterNetwork, Network, max_min_rates, max_min_rates_numpy
+from simulator.network import ClusterNetwork, Network, max_min_rates
 
 
 def _finish_times(network, env, flows):
@@ -68,6 +70,58 @@ def test_a_late_flow_slows_an_early_one():
     assert times["late"] == pytest.approx(3.0)
 
 
+def _progressive_filling(routes, counts, capacity):
+    """Textbook progressive filling: all unfrozen flows grow by the same step until some
+    link is full; the flows crossing full links freeze."""
+    capacity = np.asarray(capacity, dtype=float)
+    left = capacity.copy()
+    rates = np.zeros(len(routes))
+    unfrozen = {i for i, route in enumerate(routes) if counts[i] > 0 and route}
+    while unfrozen:
+        load = np.zeros(len(capacity))
+        for i in unfrozen:
+            for link in routes[i]:
+                load[link] += counts[i]
+        used = load > 0
+        step = np.min(left[used] / load[used])
+        for i in unfrozen:
+            rates[i] += step
+        left -= step * load
+        full = used & (left <= 1e-12 * capacity)
+        unfrozen = {i for i in unfrozen if not any(full[link] for link in routes[i])}
+    return rates
+
+
+def _random_routes(rng, links, routes, max_hops):
+    return [tuple(rng.sample(range(links), rng.randint(1, min(max_hops, links))))
+            for _ in range(routes)]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_max_min_equals_progressive_filling_on_random_route_sets(seed):
+    rng = random.Random(seed)
+    links = rng.choice([3, 8, 40])
+    # Capacities spread over two decades, and some equal ones: ties between links.
+    capacity = [rng.choice([1.0, 10.0, rng.uniform(0.5, 100.0)]) for _ in range(links)]
+    routes = _random_routes(rng, links, rng.choice([5, 30, 150]), rng.choice([1, 2, 4]))
+    counts = [rng.choice([0, 1, 1, 2, 5]) for _ in routes]
+    expected = _progressive_filling(routes, counts, capacity)
+    rates = max_min_rates(routes, counts, capacity)
+    np.testing.assert_allclose(rates, expected, rtol=1e-9)
+    # Multi-bottleneck: the allocation must not collapse to a single level.
+    if seed == 0:
+        assert len({round(rate, 9) for rate in expected if rate > 0}) > 2
+
+
+def test_max_min_chain_of_bottlenecks():
+    # Links of capacity 1, 3, 6, 10; route i crosses links i..3, so link i carries i + 1
+    # flows. Link 0 is the first bottleneck (share 1) and freezes route 0 at 1; that
+    # leaves link 1 2 for route 1, then link 2 3 for route 2, and link 3 4 for route 3.
+    routes = [(0, 1, 2, 3), (1, 2, 3), (2, 3), (3,)]
+    rates = max_min_rates(routes, [1, 1, 1, 1], [1.0, 3.0, 6.0, 10.0])
+    np.testing.assert_allclose(rates, [1.0, 2.0, 3.0, 4.0])
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_max_min_definition(data):
@@ -79,7 +133,7 @@ def test_max_min_definition(data):
                                        unique=True))) for _ in range(flows)]
     counts = data.draw(st.lists(st.integers(1, 3), min_size=flows, max_size=flows))
     rates = max_min_rates(routes, counts, list(capacity))
-    np.testing.assert_allclose(max_min_rates_numpy(routes, counts, list(capacity)), rates,
+    np.testing.assert_allclose(rates, _progressive_filling(routes, counts, capacity),
                                rtol=1e-9)
     load = np.zeros(links)
     for route, count, rate in zip(routes, counts, rates, strict=True):

@@ -98,7 +98,7 @@ class Network:
             params=n * k + (n if bias else 0),
             forward_flops=2 * m * n * k + (m * n if bias else 0),
             input_elements=x.elements, output_elements=out.elements,
-            gemm=(m, n, k),
+            gemm=(m, n, k), kernel=(kh, kw), stride=stride,
         ), out)
 
     def linear(self, name: str, out_features: int) -> Shape:

@@ -1,0 +1,149 @@
+"""Joint fit of the compute model's shared efficiency constants to the single-GPU
+throughput rows of data/validation/published.csv, with leave-one-source-out errors.
+
+    PYTHONPATH=. python benchmarks/compute_fit.py
+
+The fitted constants are per kind of matrix unit (tensor cores, SIMT), never per row,
+GPU model or workload: every single-GPU throughput row (``quantity == throughput``,
+``gpus_total == 1``) enters, whatever its GPU and framework. The objective is the sum
+of squared log errors, ``log(predicted / measured)``, each row weighted by one over the
+number of fitted rows of its model, so that every workload counts the same (the 13
+ResNet-50 rows would otherwise outvote the one Inception-v3, VGG16 or AlexNet row, and
+the constants would describe ResNet-50 alone); minimized with
+``scipy.optimize.least_squares`` inside physical bounds. Each prediction is the engine
+run ``ddlsim validate`` makes, with ``data/calibration/defaults.toml`` replaced by the
+trial constants.
+
+Leave one source out (LOSO): for each publication (the source before " — "), the
+constants are refitted on the other publications' rows and the held-out rows predicted.
+A publication whose rows alone pin a constant (the only SIMT-Winograd evidence, say)
+shows how far that constant carries.
+
+Prints the fitted constants, per-row errors before (stored defaults) and after, and the
+LOSO errors. Copy the fitted values into defaults.toml by hand; it says where they came
+from.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models import compute  # noqa: E402
+from simulator import validation  # noqa: E402
+
+#: The fitted constants: (path in defaults.toml, lower bound, upper bound).
+PARAMETERS: tuple[tuple[tuple[str, ...], float, float], ...] = (
+    (("gemm", "tensor", "peak_fraction"), 0.3, 1.0),
+    (("gemm", "tensor", "conv_fraction"), 0.3, 1.0),
+    (("gemm", "simt", "conv_fraction"), 0.3, 1.0),
+    (("gemm", "simt", "winograd_reduction"), 1.0, 4.0),
+)
+
+
+def publication(source: str) -> str:
+    return str(source).split(" — ")[0]
+
+
+def fit_rows(table: pd.DataFrame | None = None) -> pd.DataFrame:
+    table = validation.load_measurements() if table is None else table
+    rows = table[(table["quantity"] == "throughput") & (table["gpus_total"] == 1)].copy()
+    rows["publication"] = rows["source"].map(publication)
+    return rows
+
+
+def defaults_with(values: np.ndarray) -> dict:
+    table = copy.deepcopy(compute._defaults_table())
+    for (path, _, _), value in zip(PARAMETERS, values, strict=True):
+        node = table
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = float(value)
+    return table
+
+
+def stored_values() -> np.ndarray:
+    table = compute._defaults_table()
+    values = []
+    for path, _, _ in PARAMETERS:
+        node = table
+        for key in path:
+            node = node[key]
+        values.append(float(node))
+    return np.array(values)
+
+
+def log_errors(values: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
+    table = defaults_with(values)
+    simulations = validation.Simulations(
+        calibration=lambda gpu: compute.default_constants(gpu, table))
+    return np.array([np.log(simulations.throughput(row).value / row["value"])
+                     for _, row in rows.iterrows()])
+
+
+def weighted_log_errors(values: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
+    weights = 1.0 / rows.groupby("model")["model"].transform("size").to_numpy()
+    return np.sqrt(weights) * log_errors(values, rows)
+
+
+def fit(rows: pd.DataFrame, start: np.ndarray | None = None) -> np.ndarray:
+    from scipy.optimize import least_squares
+
+    lower = np.array([low for _, low, _ in PARAMETERS])
+    upper = np.array([high for _, _, high in PARAMETERS])
+    start = stored_values() if start is None else start
+    start = np.clip(start, lower + 1e-6, upper - 1e-6)
+    result = least_squares(weighted_log_errors, start, bounds=(lower, upper), args=(rows,),
+                           diff_step=1e-3, xtol=1e-6, ftol=1e-8)
+    return result.x
+
+
+def percent(log_error: np.ndarray) -> np.ndarray:
+    return 100.0 * np.expm1(log_error)
+
+
+def main() -> int:
+    rows = fit_rows()
+    before = percent(log_errors(stored_values(), rows))
+    fitted = fit(rows)
+    after = percent(log_errors(fitted, rows))
+
+    print(f"Fit rows: {len(rows)} single-GPU throughput rows from "
+          f"{rows['publication'].nunique()} publications\n")
+    print("Constants (stored -> fitted):")
+    for (path, low, high), old, new in zip(PARAMETERS, stored_values(), fitted, strict=True):
+        print(f"  {'.'.join(path):28s} {old:.4f} -> {new:.4f}   (bounds {low:g}..{high:g})")
+
+    loso = pd.Series(np.nan, index=rows.index)
+    print("\nLeave one source out:")
+    for held_out, group in rows.groupby("publication") if "--no-loso" not in sys.argv else ():
+        kept = rows.drop(group.index)
+        refit = fit(kept, start=fitted)
+        loso[group.index] = percent(log_errors(refit, group))
+        shown = ", ".join(f"{v:.3f}" for v in refit)
+        print(f"  without {held_out[:60]:60s} ({len(group)} rows): [{shown}]")
+
+    report = pd.DataFrame({
+        "id": rows["id"], "model": rows["model"], "precision": rows["precision"],
+        "gpu": rows["gpu"], "batch": rows["batch_per_gpu"],
+        "publication": rows["publication"].str[:40], "measured": rows["value"],
+        "before_pct": before, "after_pct": after, "loso_pct": loso.to_numpy(),
+    })
+    with pd.option_context("display.width", 200, "display.max_rows", 200):
+        print("\nPer row (error percent; negative = predicted slower than measured):\n")
+        print(report.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    for label, reduce in (("Median", np.median), ("Max", np.max)):
+        figures = [reduce(np.abs(np.asarray(e))) for e in (before, after, loso)]
+        print(f"{label} |error|: before {figures[0]:.1f}%, after {figures[1]:.1f}%, "
+              f"LOSO {figures[2]:.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
