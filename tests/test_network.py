@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from models import catalog
 from models.errors import ConfigError
+from simulator import network as network_module
 from simulator.network import ClusterNetwork, Network, max_min_rates
 
 
@@ -178,11 +179,15 @@ def test_bad_route_is_a_config_error():
         network.add_link("zero", 0.0)
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_network_shares_equal_progressive_filling_while_flows_come_and_go(seed):
-    # Shares are recomputed only over routes connected to a change, and a route keeps
-    # its finish time when its share does not move: at any instant all flows in flight
-    # must still hold the max-min shares of the whole network.
+@pytest.mark.parametrize("whole_network_routes", [0, 1000])
+@pytest.mark.parametrize("seed", range(3))
+def test_network_shares_equal_progressive_filling_while_flows_come_and_go(
+        seed, whole_network_routes, monkeypatch):
+    # Shares are recomputed over the routes connected to a change (or all of them in a
+    # small network), and a route keeps its finish time when its share does not move: at
+    # any instant all flows in flight must still hold the max-min shares of the whole
+    # network.
+    monkeypatch.setattr(network_module, "_WHOLE_NETWORK_ROUTES", whole_network_routes)
     rng = random.Random(seed)
     env = simpy.Environment()
     network = Network(env)
