@@ -4,13 +4,19 @@ Prints, in one run:
 - the bare SimPy event rate (timeouts per second from plain generator processes);
 - a 1024-GPU synchronous ResNet-50 run (128 nodes x 8 H200, NVLink 4, InfiniBand NDR;
   25 MB buckets overlapped with backward, log-normal compute noise, 100 iterations);
-- a 256-worker asynchronous parameter-server run (32 nodes x 8, flows on the NICs).
+- a 256-worker asynchronous parameter-server run (32 nodes x 8, flows on the NICs);
+- two example scenarios whose time goes into the flow-level network (max-min fair
+  shares recomputed at every flow start and end): ``stragglers-failures`` (synchronous
+  parameter server, 64 workers pushing to and pulling from 8 colocated servers) and
+  ``gossip-v100-roce`` (128 workers each pushing its model to a random peer).
 
-For each: wall seconds of the simulation (cost tables built beforehand), SimPy events
-processed and callbacks fired (a shared barrier event is one event but one callback per
-waiting worker), and their rates.
+For each: wall and CPU seconds of the simulation (cost tables built beforehand; CPU
+time is the steadier figure on a busy machine), SimPy events processed and callbacks
+fired (a shared barrier event is one event but one callback per waiting worker), and
+their rates.
 
     PYTHONPATH=. python benchmarks/engine_speed.py [--ps-iterations N] [--ps-servers S]
+        [--scenario-iterations N]
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import simpy
 from models import catalog
 from simulator.costs import Costs
 from simulator.engine import simulate
+from simulator.predict import straggler_model
+from simulator.scenario import load_scenario
 from simulator.stragglers import LogNormal, StragglerModel
 
 
@@ -41,13 +49,15 @@ def bare_simpy_rate(processes: int = 100, timeouts: int = 200_000) -> float:
 
 
 def timed_run(label: str, costs: Costs, algorithm: str, **kwargs) -> None:
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     result = simulate(costs, algorithm, **kwargs)
     wall_s = time.perf_counter() - start
+    cpu_s = time.process_time() - start_cpu
     events, callbacks = result.meta["events"], result.meta["callbacks"]
     summary = result.summary
     print(f"{label}")
-    print(f"  wall {wall_s:.2f} s | {events} events ({events / wall_s:,.0f}/s) | "
+    print(f"  wall {wall_s:.2f} s (cpu {cpu_s:.2f} s) | "
+          f"{events} events ({events / wall_s:,.0f}/s) | "
           f"{callbacks} callbacks ({callbacks / wall_s:,.0f}/s) | "
           f"{len(result.iterations)} worker-iterations "
           f"({len(result.iterations) / wall_s:,.0f}/s)")
@@ -57,12 +67,24 @@ def timed_run(label: str, costs: Costs, algorithm: str, **kwargs) -> None:
           f"{summary['scaling_efficiency']:.3f}")
 
 
+def scenario_run(name: str, iterations: int) -> None:
+    scenario = load_scenario(name, [f"run.iterations={iterations}"])
+    costs = Costs.from_models(scenario.workload_spec(), scenario.cluster_spec(),
+                              scenario.workload.batch_per_gpu, scenario.workload.precision)
+    timed_run(f"scenario {name} ({scenario.algorithm.name}, {scenario.world_size} GPUs), "
+              f"{iterations} iterations", costs, scenario.algorithm.name,
+              iterations=iterations, options=dict(scenario.algorithm.options),
+              stragglers=straggler_model(scenario), seed=scenario.run.seed)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ps-iterations", type=int, default=20,
                         help="iterations per worker of the async PS run (default 20)")
     parser.add_argument("--ps-servers", type=int, default=1,
                         help="parameter servers of the async PS run (default 1)")
+    parser.add_argument("--scenario-iterations", type=int, default=100,
+                        help="iterations of the example scenario runs (default 100)")
     args = parser.parse_args()
 
     print(f"bare SimPy: {bare_simpy_rate():,.0f} timeouts/s")
@@ -82,6 +104,9 @@ def main() -> None:
               ps_costs, "ps-async", iterations=args.ps_iterations,
               options={"servers": args.ps_servers},
               stragglers=StragglerModel(noise=LogNormal(0.1)), seed=0)
+
+    for name in ("stragglers-failures", "gossip-v100-roce"):
+        scenario_run(name, args.scenario_iterations)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,11 @@ Flows on the same route always get the same rate, so the network keeps them toge
 a route holds its flow count and the bytes each of its flows has received since it
 became busy, and each flow only the count at which it is done (a heap per route).
 A recomputation covers the busy routes connected through shared links to a route whose
-count changed, not the flows: it takes the bottleneck links one at a time from a heap of
-fair shares, freezing each route once, and advancing time costs one update per busy
-route. Flows that start at the
-same instant are added together and the shares computed once for them: an arrival
+count changed (all busy routes when there are few), not the flows: it takes the
+bottleneck links one at a time from a heap of fair shares, freezing each route once,
+and a route whose share comes out unchanged keeps its finish time. Advancing time
+costs one update per busy route. Flows that start at the same instant are added
+together and the shares computed once for them: an arrival
 schedules one zero-delay recomputation, which the other arrivals of that instant join.
 
 :class:`ClusterNetwork` builds the links of a :class:`~models.hardware.ClusterSpec`:
@@ -39,6 +40,11 @@ from models.hardware import ClusterSpec
 #: done: floating-point residue must not schedule wakeups closer together than the
 #: clock can tell apart.
 _TIME_TOLERANCE = 4e-12
+#: Up to this many busy routes, a recomputation covers them all rather than searching
+#: for those connected to a change: the search costs about as much as the filling, and
+#: with few routes most of them are connected anyway. Routes whose share comes out as
+#: it was are left alone either way.
+_WHOLE_NETWORK_ROUTES = 128
 
 
 class _Route:
@@ -121,6 +127,8 @@ class Network:
         self._crossing: list[dict[tuple[int, ...], _Route]] = []
         #: Per link, the flows moving bytes across it.
         self._flows_on: list[int] = []
+        #: Links with flows moving bytes.
+        self._loaded: dict[int, None] = {}
         #: Per link, the recomputation that last reached it.
         self._reached: list[int] = []
         #: Routes whose flow count changed since the last recomputation.
@@ -205,6 +213,8 @@ class Network:
             self._busy[path.links] = path
             for link in path.links:
                 self._crossing[link][path.links] = path
+                if not flows_on[link]:
+                    self._loaded[link] = None
                 flows_on[link] += 1
         else:
             path.advance(now)
@@ -249,6 +259,8 @@ class Network:
                 del self._busy[key]
                 for link in key:
                     del self._crossing[link][key]
+                    if not flows_on[link]:
+                        del self._loaded[link]
                 path.rate = 0.0
                 path.finish_s = math.inf
         self._reallocate()
@@ -258,7 +270,8 @@ class Network:
 
     def _reallocate(self) -> None:
         """New shares for the busy routes connected (through shared links) to a route
-        that changed: only their shares can move."""
+        that changed (only their shares can move), or for all of them in a small
+        network."""
         self._generation += 1
         generation = self._generation
         self.recomputations += 1
@@ -268,13 +281,16 @@ class Network:
         unfrozen = self._flows_on[:]
         left = capacity[:]
         stack = []
-        for key in self._changed:
-            for link in key:
-                if reached[link] != generation:
-                    reached[link] = generation
-                    stack.append(link)
+        if len(self._busy) <= _WHOLE_NETWORK_ROUTES:
+            heap = [(capacity[link] / unfrozen[link], link) for link in self._loaded]
+        else:
+            heap = []
+            for key in self._changed:
+                for link in key:
+                    if reached[link] != generation:
+                        reached[link] = generation
+                        stack.append(link)
         self._changed = {}
-        heap = []
         while stack:
             link = stack.pop()
             members = crossing[link]

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from models import catalog
 from models.errors import ConfigError
+from simulator import network as network_module
 from simulator.network import ClusterNetwork, Network, max_min_rates
 
 
@@ -176,3 +177,44 @@ def test_bad_route_is_a_config_error():
         network.transfer((0,), -1.0)
     with pytest.raises(ConfigError, match="capacity"):
         network.add_link("zero", 0.0)
+
+
+@pytest.mark.parametrize("whole_network_routes", [0, 1000])
+@pytest.mark.parametrize("seed", range(3))
+def test_network_shares_equal_progressive_filling_while_flows_come_and_go(
+        seed, whole_network_routes, monkeypatch):
+    # Shares are recomputed over the routes connected to a change (or all of them in a
+    # small network), and a route keeps its finish time when its share does not move: at
+    # any instant all flows in flight must still hold the max-min shares of the whole
+    # network.
+    monkeypatch.setattr(network_module, "_WHOLE_NETWORK_ROUTES", whole_network_routes)
+    rng = random.Random(seed)
+    env = simpy.Environment()
+    network = Network(env)
+    capacity = [rng.choice([1.0, 2.0, rng.uniform(0.5, 4.0)]) for _ in range(12)]
+    for i, c in enumerate(capacity):
+        network.add_link(f"l{i}", c)
+    routes = _random_routes(rng, len(capacity), 60, 3)
+    started = []
+
+    def flow(route, start_s, size):
+        yield env.timeout(start_s)
+        started.append(route)
+        yield network.transfer(route, size)
+
+    for route in routes:
+        env.process(flow(route, rng.uniform(0.0, 5.0), rng.uniform(0.2, 3.0)))
+    checks = 0
+    for t in np.linspace(0.05, 6.0, 40):
+        env.run(until=t)
+        active = network.active_rates()
+        if not active:
+            continue
+        flows = {sequence: started[sequence] for sequence in active}
+        busy = sorted(set(flows.values()))
+        counts = [sum(1 for r in flows.values() if r == route) for route in busy]
+        expected = dict(zip(busy, _progressive_filling(busy, counts, capacity), strict=True))
+        for sequence, rate in active.items():
+            assert rate == pytest.approx(expected[flows[sequence]], rel=1e-9)
+        checks += 1
+    assert checks > 20
