@@ -26,7 +26,7 @@ def _ids(paths: list[Path]) -> list[str]:
 
 
 def test_the_notebooks_are_there():
-    assert {path.stem for path in NOTEBOOKS} >= {"what_if_hardware"}
+    assert {path.stem for path in NOTEBOOKS} >= {"stragglers", "scaling", "what_if_hardware"}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
