@@ -124,13 +124,31 @@ def gradient(problem: Problem, weights: np.ndarray, indices: np.ndarray) -> np.n
     return x.T @ probabilities / len(indices) + problem.weight_decay * weights
 
 
+def _gradients(problem: Problem, weights: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """:func:`gradient` of each model ``weights[k]`` on its rows ``indices[k]``.
+
+    Stacked matmul runs one BLAS product per model, the same as :func:`gradient` does, so
+    the result equals it bit for bit on the platforms tested (the tests hold it to 1e-12
+    relative, as a BLAS is free to sum in another order for another shape).
+    """
+    data = _data(problem)
+    count, size = indices.shape
+    x = data.train_x[indices]
+    probabilities = _softmax(np.matmul(x, weights))
+    probabilities[np.arange(count)[:, None], np.arange(size), data.train_y[indices]] -= 1.0
+    return (np.matmul(x.transpose(0, 2, 1), probabilities) / size
+            + problem.weight_decay * weights)
+
+
 def evaluate(problem: Problem, weights: np.ndarray) -> tuple[float, float]:
     """Held-out (accuracy, mean cross-entropy) of ``weights``."""
     data = _data(problem)
     logits = data.test_x @ weights
     shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    loss = -float(log_probabilities[np.arange(len(data.test_y)), data.test_y].mean())
+    # Only the true classes' log-probabilities enter the loss.
+    log_probabilities = (shifted[np.arange(len(data.test_y)), data.test_y]
+                         - np.log(np.exp(shifted).sum(axis=1)))
+    loss = -float(log_probabilities.mean())
     accuracy = float(np.mean(logits.argmax(axis=1) == data.test_y))
     return accuracy, loss
 
@@ -142,8 +160,8 @@ def accuracy_of(problem: Problem, weights: np.ndarray) -> float:
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def synchronous_log(steps: int) -> pd.DataFrame:
@@ -246,49 +264,86 @@ def emulate(update_log: pd.DataFrame, workers: int, batch_per_worker: int, lr: f
     require_int("evaluate_every", evaluate_every, minimum=1)
     _validate_log(update_log, workers)
 
-    rngs = [stream(seed, f"emulation.worker-{w}") for w in range(workers)]
+    draws = _Minibatches(seed, workers, problem.train_samples, batch_per_worker)
     center = initial_model(problem)
     history = [center]  # server versions, for stale push gradients
-    local = [center.copy() for _ in range(workers)]
+    # Worker models, one slice each.
+    local = np.zeros((workers,) + center.shape)
     judge_center = bool(set(update_log["kind"]) & _CENTER_KINDS)
+    # Local steps not applied yet, at most one per worker, each on its worker's current
+    # model: every row that reads or changes a worker's model or draws from its stream
+    # applies them first, so each model sees the same operations, and each stream the
+    # same draws, in the same order as a row-by-row replay. Pending steps of distinct
+    # workers are independent and are applied together as one stacked gradient.
+    pending: list[int] = []
+    is_pending = np.zeros(workers, dtype=bool)
 
-    def batch(w):
-        return rngs[w].integers(0, problem.train_samples, size=batch_per_worker)
+    def apply_pending():
+        stepping = np.array(pending)
+        before = local[stepping]
+        local[stepping] = before - lr * _gradients(problem, before,
+                                                   draws.take(stepping))
+        pending.clear()
+        is_pending[stepping] = False
 
     results = []
-    columns = zip(update_log["time_s"], update_log["worker"], update_log["kind"],
-                  update_log["read_version"], update_log["peer"], strict=True)
+    last_row = len(update_log)
+    columns = zip(update_log["time_s"].tolist(), update_log["worker"].tolist(),
+                  update_log["kind"].tolist(), update_log["read_version"].tolist(),
+                  update_log["peer"].tolist(), strict=True)
     for row, (time_s, w, kind, read_version, peer) in enumerate(columns):
-        if kind == "sync":
-            total = sum(gradient(problem, center, batch(v)) for v in range(workers))
-            center = center - lr * (total / workers)
-            history.append(center)
+        if kind == "local":
+            if is_pending[w]:
+                apply_pending()
+            pending.append(w)
+            is_pending[w] = True
         elif kind == "push":
             if not 0 <= read_version < len(history):
                 raise ConfigError(f"update_log.read_version[{row}]", int(read_version),
                                   f"a server version in 0..{len(history) - 1} (versions "
                                   "applied so far)")
-            center = center - lr * gradient(problem, history[read_version], batch(w))
+            if is_pending[w]:
+                apply_pending()
+            center = center - lr * gradient(problem, history[read_version],
+                                            draws.take(np.array([w]))[0])
             history.append(center)
-        elif kind == "local":
-            local[w] = local[w] - lr * gradient(problem, local[w], batch(w))
+        elif kind == "sync":
+            if pending:
+                apply_pending()
+            everyone = np.arange(workers)
+            gradients = _gradients(problem, np.broadcast_to(center, local.shape),
+                                   draws.take(everyone))
+            # Summed in worker order, as the mean of the workers' gradients is defined.
+            center = center - lr * (gradients.sum(axis=0) / workers)
+            history.append(center)
         elif kind == "elastic":
+            if is_pending[w]:
+                apply_pending()
             difference = alpha * (local[w] - center)
             local[w] = local[w] - difference
             center = center + difference
             history.append(center)
         elif kind == "gossip":
+            if is_pending[w] or is_pending[peer]:
+                apply_pending()
             mean = 0.5 * (local[w] + local[peer])
             if gossip in ("symmetric", "pull"):
                 local[w] = mean
             if gossip in ("symmetric", "push"):
-                local[peer] = mean.copy()
+                local[peer] = mean
         else:  # average
-            mean = sum(local) / workers
-            local = [mean.copy() for _ in range(workers)]
-        if (row + 1) % evaluate_every and row + 1 < len(update_log):
+            if pending:
+                apply_pending()
+            local[:] = local.sum(axis=0) / workers
+        if (row + 1) % evaluate_every and row + 1 < last_row:
             continue
-        judged = center if judge_center else sum(local) / workers
+        if judge_center:
+            judged = center
+        else:
+            if pending:
+                apply_pending()
+            # A sum over the first axis adds the models in worker order, one at a time.
+            judged = local.sum(axis=0) / workers
         if not np.isfinite(judged).all():
             break
         if with_loss:
@@ -302,6 +357,76 @@ def emulate(update_log: pd.DataFrame, workers: int, batch_per_worker: int, lr: f
             break
     return pd.DataFrame(results, columns=["update", "time_s", "kind", "test_accuracy",
                                           "test_loss"])
+
+
+class _Minibatches:
+    """Each worker's minibatches, ``stream(seed, f"emulation.worker-{w}").integers(0,
+    samples, size=batch)`` one call after another, drawn for many workers at once.
+
+    numpy (1.17 and later) draws a bounded integer below ``samples < 2**32`` by Lemire's
+    multiply-and-reject on the generator's 32-bit outputs, which PCG64 cuts from each
+    64-bit output low half first. Reading the raw 64-bit outputs in bulk and applying
+    the same rule gives the same integers while the Python overhead of one ``integers``
+    call per minibatch goes away. A rejection (probability ``2**32 % samples / 2**32``
+    per draw, about 3e-7 at 2000 samples) is replayed one draw at a time. Other sizes,
+    and a generator other than PCG64, fall back to ``integers``.
+    """
+
+    def __init__(self, seed: int, workers: int, samples: int, batch: int):
+        self._rngs = [stream(seed, f"emulation.worker-{w}") for w in range(workers)]
+        self._samples = samples
+        self._batch = batch
+        self._bulk = (1 <= samples - 1 < 0xFFFFFFFF
+                      and all(isinstance(rng.bit_generator, np.random.PCG64)
+                              for rng in self._rngs))
+        # Draws below this leftover are rejected (numpy: (UINT32_MAX - rng) % rng_excl).
+        self._threshold = 2**32 % samples
+        self._raw_per_refill = max(256, 2 * batch)
+        self._bits = np.zeros((workers, batch + 2 * self._raw_per_refill), dtype=np.uint64)
+        self._filled = np.zeros(workers, dtype=np.int64)
+        self._next = np.zeros(workers, dtype=np.int64)
+
+    def _refill(self, w: int) -> None:
+        left = self._bits[w, self._next[w]:self._filled[w]].copy()
+        raw = self._rngs[w].bit_generator.random_raw(self._raw_per_refill)
+        halves = np.empty(2 * len(raw), dtype=np.uint64)
+        halves[0::2] = raw & 0xFFFFFFFF
+        halves[1::2] = raw >> 32
+        self._bits[w, :len(left)] = left
+        self._bits[w, len(left):len(left) + len(halves)] = halves
+        self._filled[w] = len(left) + len(halves)
+        self._next[w] = 0
+
+    def _one_at_a_time(self, w: int) -> np.ndarray:
+        out = np.empty(self._batch, dtype=np.int64)
+        for i in range(self._batch):
+            while True:
+                if self._next[w] == self._filled[w]:
+                    self._refill(w)
+                scaled = int(self._bits[w, self._next[w]]) * self._samples
+                self._next[w] += 1
+                if scaled & 0xFFFFFFFF >= self._threshold:
+                    break
+            out[i] = scaled >> 32
+        return out
+
+    def take(self, workers: np.ndarray) -> np.ndarray:
+        """One minibatch (row of training indices) for each of the distinct ``workers``."""
+        if not self._bulk:
+            return np.stack([self._rngs[w].integers(0, self._samples, size=self._batch)
+                             for w in workers])
+        for w in workers[self._next[workers] + self._batch > self._filled[workers]]:
+            self._refill(w)
+        start = self._next[workers]
+        bits = self._bits[workers[:, None], start[:, None] + np.arange(self._batch)]
+        scaled = bits * np.uint64(self._samples)
+        out = (scaled >> np.uint64(32)).astype(np.int64)
+        self._next[workers] = start + self._batch
+        rejected = ((scaled & np.uint64(0xFFFFFFFF)) < self._threshold).any(axis=1)
+        for k in np.flatnonzero(rejected):
+            self._next[workers[k]] = start[k]
+            out[k] = self._one_at_a_time(workers[k])
+        return out
 
 
 def updates_to_target(update_log: pd.DataFrame, workers: int, batch_per_worker: int,

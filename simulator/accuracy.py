@@ -183,12 +183,31 @@ def schedule_factor(update_log: pd.DataFrame, workers: int, algorithm: str,
     # Schemes whose workers progress together are judged once per round of all workers,
     # the resolution of their synchronous reference.
     every = max(PROXY_EVALUATE_EVERY, workers if algorithm in PARALLEL_MODELS else 1)
-    traces = {(lr, seed): _replay(log, workers, PROXY_BATCH_PER_WORKER, lr, seed,
-                                  emulation_options, every)
-              for lr in PROXY_LRS for seed in PROXY_SEEDS}
-    per_rate = {lr: PROXY_BATCH_PER_WORKER * float(np.mean([
-        _gradient_updates(log, traces[lr, seed]) for seed in PROXY_SEEDS]))
-        for lr in PROXY_LRS}
+    gradient_rows = np.cumsum(log["kind"].isin(["sync", "push", "local"]).to_numpy())
+    traces = {}
+    per_rate = {}
+    best_updates = math.inf  # least mean gradient updates of the rates replayed so far
+    for lr in PROXY_LRS:
+        # A rate beats the best so far only if its seeds together need fewer than
+        # len(PROXY_SEEDS) * best_updates, so each seed is replayed on the log cut where
+        # what is left of that sum runs out: a seed that reaches the target there does
+        # so exactly as on the whole log (the cut falls on an evaluated row), and one
+        # that does not proves the rate is not better.
+        total = 0.0
+        for seed in PROXY_SEEDS:
+            allowed = len(PROXY_SEEDS) * best_updates - total
+            rows = len(log)
+            if math.isfinite(allowed):
+                within = int(np.searchsorted(gradient_rows, allowed, side="right"))
+                rows = min(rows, math.ceil(within / every) * every)
+            traces[lr, seed] = _replay(log.iloc[:rows], workers, PROXY_BATCH_PER_WORKER,
+                                       lr, seed, emulation_options, every)
+            total += _gradient_updates(log, traces[lr, seed])
+            if math.isinf(total) or total > len(PROXY_SEEDS) * best_updates:
+                total = math.inf
+                break
+        per_rate[lr] = PROXY_BATCH_PER_WORKER * total / len(PROXY_SEEDS)
+        best_updates = min(best_updates, total / len(PROXY_SEEDS))
     best_lr = min(PROXY_LRS, key=per_rate.__getitem__)
     factor = per_rate[best_lr] / reference
     trace = traces[best_lr, PROXY_SEEDS[0]].copy()

@@ -127,3 +127,125 @@ def test_bad_parameters_are_refused():
     bad_peer.loc[8, "peer"] = 0
     with pytest.raises(ConfigError, match="peer"):
         em.emulate(bad_peer, 4, BATCH, LR, 0)
+
+
+def row_by_row(update_log, workers, batch_per_worker, lr, seed, problem=None,
+               target_accuracy=None, alpha=0.1, gossip="symmetric", target_loss=None,
+               evaluate_every=1):
+    """The replay written out one row at a time, one ``integers`` call per minibatch:
+    the definition the batched replay must agree with."""
+    problem = em.Problem() if problem is None else problem
+    rngs = [stream(seed, f"emulation.worker-{w}") for w in range(workers)]
+    center = em.initial_model(problem)
+    history = [center]
+    local = [center.copy() for _ in range(workers)]
+    judge_center = bool(set(update_log["kind"]) & {"sync", "push", "elastic"})
+
+    def batch(w):
+        return rngs[w].integers(0, problem.train_samples, size=batch_per_worker)
+
+    results = []
+    columns = zip(update_log["time_s"], update_log["worker"], update_log["kind"],
+                  update_log["read_version"], update_log["peer"], strict=True)
+    for row, (time_s, w, kind, read_version, peer) in enumerate(columns):
+        if kind == "sync":
+            total = sum(em.gradient(problem, center, batch(v)) for v in range(workers))
+            center = center - lr * (total / workers)
+            history.append(center)
+        elif kind == "push":
+            center = center - lr * em.gradient(problem, history[read_version], batch(w))
+            history.append(center)
+        elif kind == "local":
+            local[w] = local[w] - lr * em.gradient(problem, local[w], batch(w))
+        elif kind == "elastic":
+            difference = alpha * (local[w] - center)
+            local[w] = local[w] - difference
+            center = center + difference
+            history.append(center)
+        elif kind == "gossip":
+            mean = 0.5 * (local[w] + local[peer])
+            if gossip in ("symmetric", "pull"):
+                local[w] = mean
+            if gossip in ("symmetric", "push"):
+                local[peer] = mean.copy()
+        else:
+            mean = sum(local) / workers
+            local = [mean.copy() for _ in range(workers)]
+        if (row + 1) % evaluate_every and row + 1 < len(update_log):
+            continue
+        judged = center if judge_center else sum(local) / workers
+        if not np.isfinite(judged).all():
+            break
+        accuracy, loss = em.evaluate(problem, judged)
+        results.append((row + 1, float(time_s), kind, accuracy, loss))
+        if target_accuracy is not None and accuracy >= target_accuracy:
+            break
+        if target_loss is not None and loss <= target_loss:
+            break
+    return pd.DataFrame(results, columns=["update", "time_s", "kind", "test_accuracy",
+                                          "test_loss"])
+
+
+def random_log(rng, rows, workers, kinds, weights):
+    """A log of ``kinds`` drawn with ``weights``; push rows read any version so far."""
+    versions = 0
+    records = []
+    for row in range(rows):
+        kind = kinds[rng.choice(len(kinds), p=weights)]
+        worker = int(rng.integers(workers))
+        peer = -1
+        read_version = -1
+        if kind == "gossip":
+            peer = int((worker + 1 + rng.integers(workers - 1)) % workers)
+        if kind == "push":
+            read_version = int(rng.integers(max(0, versions - 5), versions + 1))
+        if kind in ("sync", "push", "elastic"):
+            versions += 1
+        records.append((0.5 * row, worker, kind, read_version, peer, row))
+    return pd.DataFrame(records, columns=list(em.LOG_COLUMNS))
+
+
+MIXES = {
+    "local-average": (("local", "average"), (0.9, 0.1)),
+    "local-gossip": (("local", "gossip"), (0.6, 0.4)),
+    "easgd": (("local", "elastic"), (0.7, 0.3)),
+    "all-kinds": (em.KINDS, (0.05, 0.2, 0.45, 0.1, 0.15, 0.05)),
+    "push-sync": (("push", "sync"), (0.8, 0.2)),
+}
+
+
+@pytest.mark.parametrize("mix, gossip", [(mix, "symmetric") for mix in sorted(MIXES)] + [
+    (mix, variant) for mix in ("all-kinds", "local-gossip") for variant in ("pull", "push")])
+def test_batched_replay_is_the_row_by_row_replay(mix, gossip):
+    problem = em.Problem(train_samples=300, test_samples=200)
+    kinds, weights = MIXES[mix]
+    rng = np.random.default_rng(len(mix) + 7 * em.GOSSIP_VARIANTS.index(gossip))
+    for workers, every in ((5, 1), (16, 3)):
+        log = random_log(rng, 120, workers, kinds, weights)
+        options = dict(problem=problem, alpha=0.3, gossip=gossip, evaluate_every=every)
+        expected = row_by_row(log, workers, 4, 0.5, 3, **options)
+        got = em.emulate(log, workers, 4, 0.5, 3, **options)
+        assert got[["update", "time_s", "kind"]].equals(expected[["update", "time_s", "kind"]])
+        assert np.allclose(got["test_loss"], expected["test_loss"], rtol=1e-12, atol=0)
+        # Accuracy counts argmaxes, which rounding could flip only at an exact tie.
+        assert np.abs(got["test_accuracy"] - expected["test_accuracy"]).max() <= 1e-2
+
+
+def test_batched_replay_stops_where_the_row_by_row_replay_does():
+    log = em.local_sgd_log(16, 40, 4)
+    expected = row_by_row(log, 16, BATCH, LR, 2, target_loss=1.3, evaluate_every=16)
+    got = em.emulate(log, 16, BATCH, LR, 2, target_loss=1.3, evaluate_every=16)
+    assert len(got) == len(expected) < 40 * 4
+    assert np.allclose(got["test_loss"], expected["test_loss"], rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("samples", [2000, 3, 1, 2**31 + 1, 2**32 - 1, 2**32])
+def test_bulk_minibatches_are_the_generators_own_draws(samples):
+    # 2**31 + 1 rejects about half of the 32-bit draws, so the replay of rejections runs.
+    draws = em._Minibatches(4, 3, samples, 5)
+    generators = [stream(4, f"emulation.worker-{w}") for w in range(3)]
+    order = np.random.default_rng(0)
+    for _ in range(40):
+        workers = order.permutation(3)[:order.integers(1, 4)]
+        expected = np.stack([generators[w].integers(0, samples, size=5) for w in workers])
+        assert np.array_equal(draws.take(workers), expected)

@@ -5,6 +5,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from models import emulation as em
@@ -88,6 +89,51 @@ def test_heavy_staleness_costs_updates():
     mild, _ = acc.schedule_factor(em.push_log(400, 4), 4, "ps-async", 10.0)
     heavy, _ = acc.schedule_factor(em.push_log(12800, 128), 128, "ps-async", 10.0)
     assert heavy > 1.5 * mild
+
+
+def every_rate_on_the_whole_log(update_log, workers, algorithm, period_s, options):
+    """schedule_factor's definition, each rate and seed replayed on the whole log."""
+    emulation_options = {"alpha": 0.9 / workers} if algorithm == "easgd" else {}
+    if algorithm == "gossip":
+        emulation_options["gossip"] = options["variant"]
+    batch = acc.reference_batch(algorithm, workers)
+    reference = min(acc._reference_samples(lr, batch) for lr in acc.PROXY_LRS)
+    budget = math.ceil(acc.PROXY_MAX_FACTOR * reference / acc.PROXY_BATCH_PER_WORKER)
+    log = acc.continue_log(update_log, budget, period_s)
+    every = workers if algorithm in acc.PARALLEL_MODELS else 1
+    traces = {(lr, seed): acc._replay(log, workers, acc.PROXY_BATCH_PER_WORKER, lr, seed,
+                                      emulation_options, every)
+              for lr in acc.PROXY_LRS for seed in acc.PROXY_SEEDS}
+    per_rate = {lr: np.mean([acc._gradient_updates(log, traces[lr, seed])
+                             for seed in acc.PROXY_SEEDS]) for lr in acc.PROXY_LRS}
+    best = min(acc.PROXY_LRS, key=per_rate.__getitem__)
+    return (acc.PROXY_BATCH_PER_WORKER * per_rate[best] / reference,
+            traces[best, acc.PROXY_SEEDS[0]])
+
+
+def _ring_gossip_log(workers, rounds):
+    rows = []
+    for step in range(rounds):
+        for w in range(workers):
+            rows.append((float(step), w, "local", -1, -1, step))
+            peer = (w + 1 + step % (workers - 1)) % workers
+            rows.append((step + 0.5, w, "gossip", -1, peer, step))
+    return pd.DataFrame(rows, columns=list(em.LOG_COLUMNS))
+
+
+@pytest.mark.parametrize("log, workers, algorithm, options", [
+    (em.push_log(160, 8), 8, "ps-async", {}),
+    (em.local_sgd_log(8, 10, 4), 8, "local-sgd", {}),
+    (_ring_gossip_log(8, 10), 8, "gossip", {"variant": "push"}),
+])
+def test_cut_off_replays_choose_the_rate_and_factor_of_whole_replays(
+        log, workers, algorithm, options):
+    factor, trace = acc.schedule_factor(log, workers, algorithm, 10.0, options)
+    expected_factor, expected_trace = every_rate_on_the_whole_log(log, workers, algorithm,
+                                                                  10.0, options)
+    assert math.isfinite(factor)
+    assert factor == expected_factor
+    assert trace.drop(columns="gradient_updates").equals(expected_trace)
 
 
 @pytest.fixture(scope="module")
