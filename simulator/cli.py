@@ -61,7 +61,7 @@ def _add_predict(commands) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from simulator.predict import predict
-    from simulator.result import _json
+    from simulator.result import to_json
     from simulator.scenario import default_scenario_path, load_scenario
 
     scenario = load_scenario(args.scenario or default_scenario_path(), args.overrides)
@@ -72,7 +72,7 @@ def _predict(args: argparse.Namespace) -> int:
         prediction.write(args.out)
         plot_prediction(prediction, args.out)
     if args.json:
-        print(_json(prediction.summary()), end="")
+        print(to_json(prediction.summary()), end="")
     else:
         print(prediction_table(prediction.summary()))
     return 0
