@@ -251,8 +251,8 @@ def _add_bench(commands) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from simulator import bench
 
-    argv = (["--quick"] if args.quick else []) + (["--json"] if args.json else [])
-    return bench.main(argv)
+    print(bench.report(args.quick, args.json))
+    return 0
 
 
 def _add_calibrate(commands) -> None:
