@@ -59,7 +59,7 @@ def fit_rows(table: pd.DataFrame | None = None) -> pd.DataFrame:
 
 
 def defaults_with(values: np.ndarray) -> dict:
-    table = copy.deepcopy(compute._defaults_table())
+    table = copy.deepcopy(compute.defaults_table())
     for (path, _, _), value in zip(PARAMETERS, values, strict=True):
         node = table
         for key in path[:-1]:
@@ -69,7 +69,7 @@ def defaults_with(values: np.ndarray) -> dict:
 
 
 def stored_values() -> np.ndarray:
-    table = compute._defaults_table()
+    table = compute.defaults_table()
     values = []
     for path, _, _ in PARAMETERS:
         node = table

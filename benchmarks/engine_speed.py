@@ -1,7 +1,7 @@
 """How fast the engine plays out training, against bare SimPy.
 
 Prints, in one run:
-- the bare SimPy event rate (timeouts per second from plain generator processes);
+- the bare SimPy event rate (processes that only wait on timeouts);
 - a 1024-GPU synchronous ResNet-50 run (128 nodes x 8 H200, NVLink 4, InfiniBand NDR;
   25 MB buckets overlapped with backward, log-normal compute noise, 100 iterations);
 - a 256-worker asynchronous parameter-server run (32 nodes x 8, flows on the NICs);
@@ -13,7 +13,8 @@ Prints, in one run:
 For each: wall and CPU seconds of the simulation (cost tables built beforehand; CPU
 time is the steadier figure on a busy machine), SimPy events processed and callbacks
 fired (a shared barrier event is one event but one callback per waiting worker), and
-their rates.
+their rates. The timing is :mod:`simulator.bench`'s (``ddlsim bench``); this script
+adds CPU time, the H200 cases and the example scenarios.
 
     PYTHONPATH=. python benchmarks/engine_speed.py [--ps-iterations N] [--ps-servers S]
         [--scenario-iterations N]
@@ -22,41 +23,21 @@ their rates.
 from __future__ import annotations
 
 import argparse
-import time
-
-import simpy
 
 from models import catalog
+from simulator.bench import bare_simpy, timed_simulate
 from simulator.costs import Costs
-from simulator.engine import simulate
 from simulator.predict import straggler_model
 from simulator.scenario import load_scenario
 from simulator.stragglers import LogNormal, StragglerModel
 
 
-def bare_simpy_rate(processes: int = 100, timeouts: int = 200_000) -> float:
-    env = simpy.Environment()
-
-    def process(count: int):
-        for _ in range(count):
-            yield env.timeout(1.0)
-
-    for _ in range(processes):
-        env.process(process(timeouts // processes))
-    start = time.perf_counter()
-    env.run()
-    return timeouts / (time.perf_counter() - start)
-
-
 def timed_run(label: str, costs: Costs, algorithm: str, **kwargs) -> None:
-    start, start_cpu = time.perf_counter(), time.process_time()
-    result = simulate(costs, algorithm, **kwargs)
-    wall_s = time.perf_counter() - start
-    cpu_s = time.process_time() - start_cpu
-    events, callbacks = result.meta["events"], result.meta["callbacks"]
+    timing, result = timed_simulate(label, costs, algorithm, **kwargs)
+    wall_s, events, callbacks = timing.wall_s, timing.events, timing.callbacks
     summary = result.summary
     print(f"{label}")
-    print(f"  wall {wall_s:.2f} s (cpu {cpu_s:.2f} s) | "
+    print(f"  wall {wall_s:.2f} s (cpu {timing.cpu_s:.2f} s) | "
           f"{events} events ({events / wall_s:,.0f}/s) | "
           f"{callbacks} callbacks ({callbacks / wall_s:,.0f}/s) | "
           f"{len(result.iterations)} worker-iterations "
@@ -87,7 +68,9 @@ def main() -> None:
                         help="iterations of the example scenario runs (default 100)")
     args = parser.parse_args()
 
-    print(f"bare SimPy: {bare_simpy_rate():,.0f} timeouts/s")
+    bare = bare_simpy(100, 2000)
+    print(f"{bare.name}: {bare.events_per_s:,.0f} events/s "
+          f"(cpu {bare.events / bare.cpu_s:,.0f}/s)")
 
     sync_cluster = catalog.cluster("h200-sxm", 128, 8, "nvlink4", "ib-ndr")
     sync_costs = Costs.from_models("resnet50", sync_cluster, 128, "bf16")

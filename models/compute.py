@@ -216,7 +216,8 @@ def _defaults_path() -> Path:
 
 
 @cache
-def _defaults_table() -> dict[str, Any]:
+def defaults_table() -> dict[str, Any]:
+    """Parsed ``defaults.toml``, cached and shared: copy it before changing it."""
     return read_toml(_defaults_path())
 
 
@@ -241,7 +242,7 @@ def default_constants(gpu: GPUSpec, table: Mapping[str, Any] | None = None
     """
     where = str(_defaults_path())
     if table is None:
-        table = _defaults_table()
+        table = defaults_table()
     efficiency = require_number(f"{where}: memory_efficiency", table.get("memory_efficiency"),
                                 minimum=0.0, maximum=1.0, exclusive_minimum=True)
     bandwidth_Bps = gpu.memory_bandwidth_Bps * efficiency

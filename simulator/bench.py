@@ -32,15 +32,22 @@ from models import catalog
 from simulator.algorithms import available
 from simulator.costs import Costs
 from simulator.engine import CountingEnvironment, simulate
+from simulator.result import RunResult
 from simulator.stragglers import StragglerModel
 
 
 @dataclass(frozen=True)
 class BenchResult:
+    """One timed run. ``cpu_s`` is the steadier figure on a busy machine; ``callbacks``
+    counts resumptions (a shared barrier event is one event but one callback per
+    waiting worker)."""
+
     name: str
     wall_s: float
     events: int
     setup_s: float = 0.0
+    cpu_s: float = 0.0
+    callbacks: int = 0
 
     @property
     def events_per_s(self) -> float:
@@ -60,11 +67,21 @@ def bare_simpy(processes: int, timeouts_each: int) -> BenchResult:
 
     for _ in range(processes):
         env.process(sleeper(env))
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     env.run()
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
     return BenchResult(f"bare SimPy: {processes} processes x {timeouts_each} timeouts",
-                       wall, env.events_processed)
+                       wall, env.events_processed, cpu_s=cpu, callbacks=env.callbacks_fired)
+
+
+def timed_simulate(name: str, costs: Costs, algorithm: str, setup_s: float = 0.0,
+                   **kwargs: Any) -> tuple[BenchResult, RunResult]:
+    """:func:`simulator.engine.simulate` timed; ``kwargs`` go to it."""
+    started, started_cpu = time.perf_counter(), time.process_time()
+    result = simulate(costs, algorithm, **kwargs)
+    wall, cpu = time.perf_counter() - started, time.process_time() - started_cpu
+    return BenchResult(name, wall, int(result.meta["events"]), setup_s, cpu,
+                       int(result.meta["callbacks"])), result
 
 
 def engine_run(name: str, algorithm: str, *, nodes: int, iterations: int,
@@ -76,11 +93,8 @@ def engine_run(name: str, algorithm: str, *, nodes: int, iterations: int,
     costs = Costs.from_models("resnet50", cluster, 256, "bf16")
     stragglers = StragglerModel.from_section({"noise": "lognormal", "sigma": 0.05})
     setup = time.perf_counter() - started
-    started = time.perf_counter()
-    result = simulate(costs, algorithm, iterations=iterations, options=options,
-                      stragglers=stragglers, seed=0)
-    wall = time.perf_counter() - started
-    return BenchResult(name, wall, int(result.meta["events"]), setup)
+    return timed_simulate(name, costs, algorithm, setup, iterations=iterations,
+                          options=options, stragglers=stragglers, seed=0)[0]
 
 
 def run_all(quick: bool = False) -> list[BenchResult]:
@@ -105,17 +119,21 @@ def table(results: list[BenchResult]) -> str:
     return "\n".join(lines)
 
 
+def report(quick: bool = False, as_json: bool = False) -> str:
+    """Runs :func:`run_all` and returns its table, or its JSON."""
+    results = run_all(quick=quick)
+    if as_json:
+        return json.dumps([result.as_dict() for result in results], indent=2)
+    return table(results)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ddlsim bench", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes: checks that the benchmark runs")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
-    results = run_all(quick=args.quick)
-    if args.json:
-        print(json.dumps([result.as_dict() for result in results], indent=2))
-    else:
-        print(table(results))
+    print(report(args.quick, args.json))
     return 0
 
 

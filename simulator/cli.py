@@ -38,19 +38,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_scenario(parser: argparse.ArgumentParser, set_help: str) -> None:
+    """The SCENARIO argument and its --set overrides."""
+    parser.add_argument("scenario", nargs="?", metavar="SCENARIO",
+                        help="a scenario TOML file or the name of a built-in example "
+                             "(data/scenarios/; default: default)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="FIELD=VALUE",
+                        help=set_help + " (repeatable; the value is read as TOML)")
+
+
 def _add_predict(commands) -> None:
     predict = commands.add_parser(
         "predict", help="simulate one scenario: iteration time, throughput, time to accuracy",
         description="Simulate a scenario file (default: the built-in default scenario) and "
                     "print iteration time and its breakdown, throughput, scaling "
                     "efficiency, time to accuracy, GPU-hours and cost.")
-    predict.add_argument("scenario", nargs="?", metavar="SCENARIO",
-                         help="a scenario TOML file or the name of a built-in example "
-                              "(data/scenarios/; default: default)")
-    predict.add_argument("--set", dest="overrides", action="append", default=[],
-                         metavar="FIELD=VALUE",
-                         help="override a scenario field, e.g. --set cluster.nodes=16 "
-                              "(repeatable; the value is read as TOML)")
+    _add_scenario(predict, "override a scenario field, e.g. --set cluster.nodes=16")
     predict.add_argument("--json", action="store_true",
                          help="print one JSON object instead of the table")
     predict.add_argument("--out", metavar="DIR",
@@ -61,7 +65,7 @@ def _add_predict(commands) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     from simulator.predict import predict
-    from simulator.result import _json
+    from simulator.result import to_json
     from simulator.scenario import default_scenario_path, load_scenario
 
     scenario = load_scenario(args.scenario or default_scenario_path(), args.overrides)
@@ -72,7 +76,7 @@ def _predict(args: argparse.Namespace) -> int:
         prediction.write(args.out)
         plot_prediction(prediction, args.out)
     if args.json:
-        print(_json(prediction.summary()), end="")
+        print(to_json(prediction.summary()), end="")
     else:
         print(prediction_table(prediction.summary()))
     return 0
@@ -139,17 +143,12 @@ def _add_sweep(commands) -> None:
                     "point succeeded, 1 when some failed, 2 for bad arguments.",
         epilog="example: ddlsim sweep modern-h100 --vary cluster.nodes=1,2,4,8,16 "
                "--vary algorithm.name=allreduce,ps-async --out runs/scaling")
-    sweep.add_argument("scenario", nargs="?", metavar="SCENARIO",
-                       help="a scenario TOML file or the name of a built-in example "
-                            "(data/scenarios/; default: default)")
+    _add_scenario(sweep, "override a scenario field at every point, e.g. --set "
+                         "run.iterations=50")
     sweep.add_argument("--vary", action="append", default=[], metavar="FIELD=V1,V2,...",
                        help="a scenario field and the comma-separated values it takes, each "
                             "read as TOML like --set, e.g. --vary cluster.nodes=1,2,4,8 "
                             "(repeatable; at least one; the grid is their product)")
-    sweep.add_argument("--set", dest="overrides", action="append", default=[],
-                       metavar="FIELD=VALUE",
-                       help="override a scenario field at every point, e.g. --set "
-                            "run.iterations=50 (repeatable; the value is read as TOML)")
     sweep.add_argument("--out", required=True, metavar="DIR",
                        help="directory for sweep.json, sweep.csv and points/ (created if "
                             "missing)")
@@ -251,8 +250,8 @@ def _add_bench(commands) -> None:
 def _bench(args: argparse.Namespace) -> int:
     from simulator import bench
 
-    argv = (["--quick"] if args.quick else []) + (["--json"] if args.json else [])
-    return bench.main(argv)
+    print(bench.report(args.quick, args.json))
+    return 0
 
 
 def _add_calibrate(commands) -> None:

@@ -31,6 +31,7 @@ from simulator.costs import Costs
 from simulator.network import ClusterNetwork
 from simulator.recorder import Recorder
 from simulator.result import RunResult, ddlsim_version, summarize
+from simulator.stragglers import plan_compute
 
 
 class NominalClock:
@@ -103,22 +104,14 @@ class Context:
         """(begin_s, duration_s) of a compute phase of nominal length ``base_s`` that the
         worker can start at ``ready_s``.
 
-        A failure inside the phase loses its work: the worker is back ``restart_s`` after
-        the failure and starts the phase over, with a new draw (the rule of
-        :meth:`simulator.stragglers.WorkerClock.run_compute`). Failures while the worker
-        communicates or waits are not charged.
+        A failure inside the phase loses its work and the phase starts over
+        (:func:`simulator.stragglers.plan_compute`); each is recorded. Failures while the
+        worker communicates or waits are not charged.
         """
-        clock = self._clocks[worker]
-        begin = after = ready_s
-        while True:
-            duration = clock.compute_time_s(begin, base_s)
-            failure = clock.next_failure_s(after)
-            if failure >= begin + duration:
-                return begin, duration
-            back = failure + clock.restart_s
+        begin, duration, failures = plan_compute(self._clocks[worker], ready_s, base_s)
+        for failure, back in failures:
             self.recorder.failure(worker, failure, back)
-            begin = back
-            after = max(back, math.nextafter(failure, math.inf))
+        return begin, duration
 
     def compute(self, worker: int, base_s: float) -> Generator[simpy.Event, Any, tuple]:
         """Compute now for nominal ``base_s`` (``yield from`` it in a worker process).

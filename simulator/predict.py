@@ -19,7 +19,7 @@ from simulator.accuracy import TimeToAccuracy, time_to_accuracy
 from simulator.costs import Costs
 from simulator.engine import simulate
 from simulator.output import atomic_write_text
-from simulator.result import RunResult, _json, ddlsim_version
+from simulator.result import RunResult, ddlsim_version, to_json
 from simulator.scenario import Scenario, load_scenario
 from simulator.stragglers import StragglerModel
 
@@ -84,7 +84,7 @@ class Prediction:
         directory = Path(directory)
         self.run.write(directory)
         atomic_write_text(directory / "scenario.toml", self.scenario.to_toml())
-        atomic_write_text(directory / "prediction.json", _json(self.summary()))
+        atomic_write_text(directory / "prediction.json", to_json(self.summary()))
         if self.accuracy is not None:
             atomic_write_text(directory / "accuracy_curve.csv",
                               self.accuracy.curve.to_csv(index=False))

@@ -48,16 +48,19 @@ class RunResult:
         atomic_write_text(directory / "update_log.csv", self.update_log.to_csv(index=False))
         atomic_write_text(directory / "staleness.csv",
                           self.staleness.reset_index().to_csv(index=False))
-        atomic_write_text(directory / "summary.json", _json(self.summary))
-        atomic_write_text(directory / "meta.json", _json(self.meta))
+        atomic_write_text(directory / "summary.json", to_json(self.summary))
+        atomic_write_text(directory / "meta.json", to_json(self.meta))
         return directory
 
 
-def _plain(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with NumPy scalars made Python ones, tuples made lists, keys made
+    strings and non-finite floats made ``None``: what JSON can hold, compared equal
+    after a round trip."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -65,8 +68,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _json(mapping: Mapping[str, Any]) -> str:
-    return json.dumps(_plain(mapping), indent=2, sort_keys=True) + "\n"
+def to_json(mapping: Mapping[str, Any]) -> str:
+    """Sorted, indented JSON of :func:`json_safe` ``mapping``, newline-terminated."""
+    return json.dumps(json_safe(mapping), indent=2, sort_keys=True) + "\n"
 
 
 def summarize(iterations: pd.DataFrame, staleness: pd.Series, *, workers: int,

@@ -352,22 +352,14 @@ class WorkerClock:
         """The persistent slowness of this worker (1 for a normal one)."""
         return self._slow
 
-    def slowed_at(self, t_s: float) -> bool:
-        """Whether a transient episode is running at ``t_s``."""
-        if self._episodes is None:
-            return False
-        edges = self._episodes.cover(t_s)
-        interval = int(np.searchsorted(edges, t_s, side="right")) - 1
-        return (interval % 2 == 0) == self._slowed_first
-
     def compute_time_s(self, start_s: float, base_s: float) -> float:
         """Wall duration of a compute phase of nominal length ``base_s`` from ``start_s``.
 
         Work progresses at 1 / (noise x slow) nominal seconds per second, ``factor``
         times slower while an episode runs. Draws the next noise factor.
         """
-        start_s = require_number("start_s", start_s, minimum=0.0)
-        base_s = require_number("base_s", base_s, minimum=0.0)
+        # No checks here: called once per compute phase with times the engine made
+        # from validated costs.
         unstretched_s = self._noise.sample(self._noise_rng) * self._slow * base_s
         if self._episodes is None or self._factor == 1.0:
             return unstretched_s
@@ -387,7 +379,6 @@ class WorkerClock:
 
     def next_failure_s(self, after_s: float) -> float:
         """The first failure instant >= ``after_s`` (``math.inf`` without failures)."""
-        after_s = require_number("after_s", after_s, minimum=0.0)
         if self._failures is None:
             return math.inf
         edges = self._failures.cover(after_s)
@@ -397,15 +388,31 @@ class WorkerClock:
 
     def run_compute(self, start_s: float, base_s: float) -> ComputePhase:
         """A compute phase redone after each failure inside it (see the module notes)."""
-        t, after, failures = start_s, start_s, 0
-        while True:
-            end_s = t + self.compute_time_s(t, base_s)
-            failure_s = self.next_failure_s(after)
-            if failure_s >= end_s:
-                return ComputePhase(end_s, failures)
-            failures += 1
-            t = failure_s + self.restart_s
-            after = max(t, math.nextafter(failure_s, math.inf))
+        begin_s, duration_s, failures = plan_compute(self, start_s, base_s)
+        return ComputePhase(begin_s + duration_s, len(failures))
+
+
+def plan_compute(clock: Any, start_s: float, base_s: float
+                 ) -> tuple[float, float, list[tuple[float, float]]]:
+    """``(begin_s, duration_s, failures)`` of a compute phase of nominal length ``base_s``
+    that can start at ``start_s`` on ``clock`` (a :class:`WorkerClock` or any object with
+    its ``compute_time_s``, ``next_failure_s`` and ``restart_s``).
+
+    Each failure inside the phase loses its work: the worker is back ``restart_s`` later
+    and starts the phase over, with a new noise draw. ``failures`` lists ``(failure_s,
+    back_s)`` of those that hit the phase, in time order.
+    """
+    begin = after = start_s
+    failures: list[tuple[float, float]] = []
+    while True:
+        duration = clock.compute_time_s(begin, base_s)
+        failure = clock.next_failure_s(after)
+        if failure >= begin + duration:
+            return begin, duration, failures
+        back = failure + clock.restart_s
+        failures.append((failure, back))
+        begin = back
+        after = max(back, math.nextafter(failure, math.inf))
 
 
 # ---------------------------------------------------------------------------------------

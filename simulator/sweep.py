@@ -44,7 +44,7 @@ import pandas as pd
 
 from models.errors import ConfigError
 from simulator.output import atomic_write_text
-from simulator.result import _json, _plain, ddlsim_version
+from simulator.result import ddlsim_version, json_safe, to_json
 from simulator.scenario import (
     apply_overrides,
     default_scenario_path,
@@ -150,7 +150,7 @@ def _same(a: Any, b: Any) -> bool:
 def _value_text(value: Any) -> str:
     if isinstance(value, str):
         return value
-    return json.dumps(_plain(value))
+    return json.dumps(json_safe(value))
 
 
 def point_key(overrides: Mapping[str, Any]) -> str:
@@ -159,7 +159,7 @@ def point_key(overrides: Mapping[str, Any]) -> str:
     readable = "_".join(f"{name.split('.')[-1]}-{_value_text(value)}"
                         for name, value in overrides.items()) or "base"
     readable = re.sub(r"[^A-Za-z0-9_.+-]+", "-", readable).strip("-.")[:80] or "point"
-    exact = json.dumps([[name, type(value).__name__, _plain(value)]
+    exact = json.dumps([[name, type(value).__name__, json_safe(value)]
                         for name, value in overrides.items()], sort_keys=True)
     return f"{readable}-{hashlib.sha1(exact.encode()).hexdigest()[:8]}"
 
@@ -184,11 +184,11 @@ class Sweep:
     def to_dict(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario,
-            "base_scenario": _plain(self.base),
+            "base_scenario": json_safe(self.base),
             "set": list(self.sets),
-            "vary": [{"field": name, "values": _plain(list(values))}
+            "vary": [{"field": name, "values": json_safe(list(values))}
                      for name, values in self.vary],
-            "points": [{"key": point.key, "overrides": _plain(dict(point.overrides))}
+            "points": [{"key": point.key, "overrides": json_safe(dict(point.overrides))}
                        for point in self.points()],
             "ddlsim_version": ddlsim_version(),
         }
@@ -345,7 +345,7 @@ def run_sweep(sweep: Sweep, out: Path | str, *, workers: int | None = None,
     definition = sweep.to_dict()
     if resume:
         _check_resumable(out, definition)
-    atomic_write_text(out / "sweep.json", _json(definition))
+    atomic_write_text(out / "sweep.json", to_json(definition))
 
     points = sweep.points()
     todo = [point for point in points
@@ -496,7 +496,7 @@ def write_point(out: Path, result: PointResult) -> Path:
     record = dict(result.record)
     record["files"] = {suffix: f"{POINTS_DIR}/{key}.{suffix}.csv"
                        for suffix in POINT_TABLES if suffix in result.tables}
-    return atomic_write_text(directory / f"{key}.json", _json(record))
+    return atomic_write_text(directory / f"{key}.json", to_json(record))
 
 
 def read_point(out: Path | str, key: str) -> dict[str, Any] | None:
@@ -525,7 +525,7 @@ def _check_resumable(out: Path, definition: Mapping[str, Any]) -> None:
                           "JSON") from None
     same = ("base_scenario", "set", "vary")
     for name in same:
-        if _plain(written.get(name)) != _plain(definition[name]):
+        if json_safe(written.get(name)) != json_safe(definition[name]):
             raise ConfigError("--resume", str(out),
                               f"a directory of the same sweep (its sweep.json has another "
                               f"{name}); use another --out, or drop --resume to overwrite")
