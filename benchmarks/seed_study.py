@@ -30,8 +30,8 @@ Studies (each a shipped example scenario with overrides, nothing fitted to the p
 ``jin2016-noise``
     The same with log-normal compute noise of sigma 0.2 on every worker (a shared
     cluster's jitter, not a value taken from the paper), all-reduce and the asynchronous
-    parameter server only: the one ingredient the example leaves out that separates
-    synchronous from asynchronous SGD.
+    parameter server only: an ingredient the example leaves out, and one that a
+    synchronous step pays for and an asynchronous one does not.
 ``modern``
     Example ``modern-h100``: ResNet-50 in bf16 at batch 256 per GPU on 8-GPU H100 SXM
     nodes (NVLink 4 inside, one 400 Gbit/s NDR NIC per GPU), 1 to 16 nodes, to 75.9%
@@ -41,33 +41,34 @@ Studies (each a shipped example scenario with overrides, nothing fitted to the p
 What the models say (default settings), and why it differs from the paper:
 
 - In the paper's setting, as the example has it, there is no sync/async crossover:
-  all-reduce is ahead of the asynchronous parameter server at every node count (1.1x at
-  8 nodes, 1.8x at 16-32, 11x at 128). All-reduce scales almost perfectly (95%
-  efficiency from 8 to 128 nodes): ResNet-18's 47 MB of gradients are all-reduced in
-  buckets while the backward pass runs (PyTorch DDP style), and a ring all-reduce moves
-  about twice the model per worker whatever the node count, which FDR carries in about
-  the time of the backward pass. The asynchronous server is bounded by its 4 server
-  NICs, which carry every worker's push and pull: its throughput saturates (about
-  11,000 samples/s at 128 nodes against all-reduce's 33,000) while its staleness grows
-  with the node count (about N versions) and with it the measured schedule factor
-  (1.4-1.6 at 16-64 nodes, 3.6 at 128). EASGD shares the servers and their throughput but
-  tolerates the delay (factor near 1): behind all-reduce throughout.
-- Gossip keeps all-reduce's throughput within a few percent (one peer exchange per
+  all-reduce is ahead of the asynchronous parameter server at every node count (the
+  server takes 1.2x as long to the target at 8 nodes, 2-2.3x at 16-32, 17x at 128). All-reduce
+  scales almost perfectly (92-93% efficiency from 8 to 128 nodes): ResNet-18's 47 MB of
+  gradients are all-reduced in buckets while the backward pass runs (PyTorch DDP
+  style), and a ring all-reduce moves about twice the model per worker whatever the
+  node count, most of it hidden behind the backward pass. The asynchronous server is
+  bounded by its 4 server NICs, which carry every worker's push and pull: its
+  throughput saturates (about 11,700 samples/s at 128 nodes against all-reduce's
+  55,000) while its staleness grows with the node count (about N versions) and with it
+  the measured schedule factor (1.4-1.6 at 16-64 nodes, 3.6 at 128). EASGD shares the
+  servers and their throughput but tolerates the delay (factor near 1): behind
+  all-reduce throughout.
+- Gossip keeps all-reduce's throughput within about 10% (one peer exchange per
   step, no server), and replaying its schedule on the convex proxy measures a factor
   of about 0.88, so in this model gossip is the fastest method at every node count,
-  7-10% ahead of all-reduce. That margin rests on the proxy's factor, a first-order
+  4-7% ahead of all-reduce. That margin rests on the proxy's factor, a first-order
   estimate (README, "Time to accuracy"); the paper did not find gossip ahead of
   all-reduce at scale.
 - The difference from the paper lies in what the example leaves out: compute jitter,
   which every synchronous step waits on (the slowest of N workers), and the 2016
   implementations' all-reduce after the backward pass (MPI, no bucketing). The
   ``jin2016-noise`` study adds jitter only (log-normal, sigma 0.2, chosen as a round
-  figure for a shared cluster, not fitted): all-reduce's efficiency drops to 74% at 8
-  nodes and 60% at 128, the asynchronous server does not wait, and the paper's shape
-  appears: the asynchronous server is ahead at 8 nodes (0.87x all-reduce's time) and
-  all-reduce from 16 nodes on (1.15x at 16, within 10% at 32, 5.6x at 128), once the
-  server NICs saturate and staleness grows. The crossover falls between 8 and 16 nodes
-  rather than near 32.
+  figure for a shared cluster, not fitted): all-reduce's efficiency drops to 72% at 8
+  nodes and 58% at 128, the asynchronous server does not wait, and the paper's shape
+  appears: the asynchronous server is ahead at 8 nodes (0.85x all-reduce's time) and
+  all-reduce from 16 nodes on (1.2x at 16 and 32, 9x at 128), once the server NICs
+  saturate and staleness grows. The crossover falls between 8 and 16 nodes rather than
+  near 32.
 - On the modern cluster (8-GPU H100 nodes on NDR, one server shard per node) the
   asynchronous server's throughput is above all-reduce's at every size (no barrier on
   the 5% jitter of the example; shards scale with the nodes), so the sync/async balance
