@@ -133,6 +133,42 @@ def _replay(log: pd.DataFrame, workers: int, batch: int, lr: float, seed: int,
                       evaluate_every=evaluate_every, **emulation_options)
 
 
+def _best_rate(log: pd.DataFrame, every: int,
+               replay: Callable[[float, int, pd.DataFrame], pd.DataFrame]
+               ) -> dict[float, tuple[float, pd.DataFrame | None]]:
+    """For each rate of PROXY_LRS, the mean over PROXY_SEEDS of the gradient updates
+    ``replay(lr, seed, log)`` needs to the target, and its first seed's trace; exact for
+    the rate(s) with the least mean, ``inf`` for some of the others.
+
+    A rate beats the best so far only if its seeds together need at most
+    ``len(PROXY_SEEDS) * best`` updates, so each seed is replayed on the log cut where
+    what is left of that sum runs out: a seed that reaches the target there does so
+    exactly as on the whole log (the cut falls on a row evaluated every ``every``), and
+    one that does not proves the rate is not better.
+    """
+    gradient_rows = np.cumsum(log["kind"].isin(["sync", "push", "local"]).to_numpy())
+    result: dict[float, tuple[float, pd.DataFrame | None]] = {}
+    best = math.inf
+    for lr in PROXY_LRS:
+        total = 0.0
+        first = None
+        for seed in PROXY_SEEDS:
+            allowed = len(PROXY_SEEDS) * best - total
+            rows = len(log)
+            if math.isfinite(allowed):
+                within = int(np.searchsorted(gradient_rows, allowed, side="right"))
+                rows = min(rows, math.ceil(within / every) * every)
+            trace = replay(lr, seed, log.iloc[:rows])
+            first = trace if first is None else first
+            total += _gradient_updates(log, trace)
+            if math.isinf(total) or total > len(PROXY_SEEDS) * best:
+                total = math.inf
+                break
+        result[lr] = (total / len(PROXY_SEEDS), first)
+        best = min(best, total / len(PROXY_SEEDS))
+    return result
+
+
 @cache
 def _reference_samples(lr: float, batch: int) -> float:
     """Mean samples synchronous SGD at global batch ``batch`` needs to the proxy target
@@ -140,6 +176,18 @@ def _reference_samples(lr: float, batch: int) -> float:
     log = em.synchronous_log(PROXY_MAX_REFERENCE_STEPS)
     return batch * float(np.mean([_gradient_updates(log, _replay(log, 1, batch, lr, seed, {}))
                                   for seed in PROXY_SEEDS]))
+
+
+@cache
+def _best_reference(batch: int) -> tuple[float, float]:
+    """The rate of PROXY_LRS at which synchronous SGD at global batch ``batch`` needs
+    the fewest samples to the proxy target, and those samples (mean over PROXY_SEEDS):
+    the least of :func:`_reference_samples`, without replaying rates that cannot win."""
+    log = em.synchronous_log(PROXY_MAX_REFERENCE_STEPS)
+    rates = _best_rate(log, PROXY_EVALUATE_EVERY,
+                       lambda lr, seed, cut: _replay(cut, 1, batch, lr, seed, {}))
+    lr = min(PROXY_LRS, key=lambda rate: rates[rate][0])
+    return lr, batch * rates[lr][0]
 
 
 def reference_batch(algorithm: str, workers: int) -> int:
@@ -151,7 +199,7 @@ def reference_batch(algorithm: str, workers: int) -> int:
 
 def reference_trace(batch: int = PROXY_BATCH_PER_WORKER) -> pd.DataFrame:
     """Synchronous SGD on the proxy at its best rate: the synchronous progress curve."""
-    lr = min(PROXY_LRS, key=lambda rate: _reference_samples(rate, batch))
+    lr = _best_reference(batch)[0]
     log = em.synchronous_log(PROXY_MAX_REFERENCE_STEPS)
     trace = _replay(log, 1, batch, lr, PROXY_SEEDS[0], {})
     trace["gradient_updates"] = trace["update"]
@@ -174,7 +222,7 @@ def schedule_factor(update_log: pd.DataFrame, workers: int, algorithm: str,
     if algorithm == "gossip":
         emulation_options["gossip"] = options.get("variant", "push")
     batch = reference_batch(algorithm, workers)
-    reference = min(_reference_samples(lr, batch) for lr in PROXY_LRS)
+    reference = _best_reference(batch)[1]
     if not math.isfinite(reference):
         raise ConfigError("proxy reference", batch, "a batch at which synchronous SGD "
                           "reaches the proxy target")
@@ -183,34 +231,11 @@ def schedule_factor(update_log: pd.DataFrame, workers: int, algorithm: str,
     # Schemes whose workers progress together are judged once per round of all workers,
     # the resolution of their synchronous reference.
     every = max(PROXY_EVALUATE_EVERY, workers if algorithm in PARALLEL_MODELS else 1)
-    gradient_rows = np.cumsum(log["kind"].isin(["sync", "push", "local"]).to_numpy())
-    traces = {}
-    per_rate = {}
-    best_updates = math.inf  # least mean gradient updates of the rates replayed so far
-    for lr in PROXY_LRS:
-        # A rate beats the best so far only if its seeds together need fewer than
-        # len(PROXY_SEEDS) * best_updates, so each seed is replayed on the log cut where
-        # what is left of that sum runs out: a seed that reaches the target there does
-        # so exactly as on the whole log (the cut falls on an evaluated row), and one
-        # that does not proves the rate is not better.
-        total = 0.0
-        for seed in PROXY_SEEDS:
-            allowed = len(PROXY_SEEDS) * best_updates - total
-            rows = len(log)
-            if math.isfinite(allowed):
-                within = int(np.searchsorted(gradient_rows, allowed, side="right"))
-                rows = min(rows, math.ceil(within / every) * every)
-            traces[lr, seed] = _replay(log.iloc[:rows], workers, PROXY_BATCH_PER_WORKER,
-                                       lr, seed, emulation_options, every)
-            total += _gradient_updates(log, traces[lr, seed])
-            if math.isinf(total) or total > len(PROXY_SEEDS) * best_updates:
-                total = math.inf
-                break
-        per_rate[lr] = PROXY_BATCH_PER_WORKER * total / len(PROXY_SEEDS)
-        best_updates = min(best_updates, total / len(PROXY_SEEDS))
-    best_lr = min(PROXY_LRS, key=per_rate.__getitem__)
-    factor = per_rate[best_lr] / reference
-    trace = traces[best_lr, PROXY_SEEDS[0]].copy()
+    rates = _best_rate(log, every, lambda lr, seed, cut: _replay(
+        cut, workers, PROXY_BATCH_PER_WORKER, lr, seed, emulation_options, every))
+    best_lr = min(PROXY_LRS, key=lambda lr: rates[lr][0])
+    factor = PROXY_BATCH_PER_WORKER * rates[best_lr][0] / reference
+    trace = rates[best_lr][1].copy()
     consumes = log["kind"].isin(["sync", "push", "local"]).to_numpy()
     trace["gradient_updates"] = np.cumsum(consumes)[trace["update"].to_numpy() - 1]
     return factor, trace
