@@ -359,6 +359,20 @@ def emulate(update_log: pd.DataFrame, workers: int, batch_per_worker: int, lr: f
                                           "test_loss"])
 
 
+@cache
+def _bulk_matches_integers(samples: int, batch: int) -> bool:
+    """Whether this numpy still draws bounded integers the way :class:`_Minibatches`
+    replays them (checked on a throwaway stream; a numpy that changed its rule then
+    gets the plain ``integers`` path, slower but the same draws)."""
+    reference = stream(0, "emulation.bulk-check")
+    replay = _Minibatches.__new__(_Minibatches)
+    replay._init(0, 1, samples, batch, bulk=True, rngs=[stream(0, "emulation.bulk-check")])
+    worker = np.zeros(1, dtype=np.intp)
+    return all(np.array_equal(replay.take(worker)[0],
+                              reference.integers(0, samples, size=batch))
+               for _ in range(64))
+
+
 class _Minibatches:
     """Each worker's minibatches, ``stream(seed, f"emulation.worker-{w}").integers(0,
     samples, size=batch)`` one call after another, drawn for many workers at once.
@@ -373,12 +387,18 @@ class _Minibatches:
     """
 
     def __init__(self, seed: int, workers: int, samples: int, batch: int):
-        self._rngs = [stream(seed, f"emulation.worker-{w}") for w in range(workers)]
+        rngs = [stream(seed, f"emulation.worker-{w}") for w in range(workers)]
+        bulk = (1 <= samples - 1 < 0xFFFFFFFF
+                and all(isinstance(rng.bit_generator, np.random.PCG64) for rng in rngs)
+                and _bulk_matches_integers(samples, batch))
+        self._init(seed, workers, samples, batch, bulk=bulk, rngs=rngs)
+
+    def _init(self, seed: int, workers: int, samples: int, batch: int, *, bulk: bool,
+              rngs: list) -> None:
+        self._rngs = rngs
         self._samples = samples
         self._batch = batch
-        self._bulk = (1 <= samples - 1 < 0xFFFFFFFF
-                      and all(isinstance(rng.bit_generator, np.random.PCG64)
-                              for rng in self._rngs))
+        self._bulk = bulk
         # Draws below this leftover are rejected (numpy: (UINT32_MAX - rng) % rng_excl).
         self._threshold = 2**32 % samples
         self._raw_per_refill = max(256, 2 * batch)

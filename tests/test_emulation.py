@@ -249,3 +249,12 @@ def test_bulk_minibatches_are_the_generators_own_draws(samples):
         workers = order.permutation(3)[:order.integers(1, 4)]
         expected = np.stack([generators[w].integers(0, samples, size=5) for w in workers])
         assert np.array_equal(draws.take(workers), expected)
+
+
+def test_bulk_minibatch_draws_equal_the_plain_integers_path(monkeypatch):
+    # A numpy whose bounded-integer rule changed gets the plain path: same draws.
+    log = em.local_sgd_log(4, 5, 3)
+    bulk = em.emulate(log, 4, 8, 0.1, seed=3)
+    monkeypatch.setattr(em, "_bulk_matches_integers", lambda samples, batch: False)
+    plain = em.emulate(log, 4, 8, 0.1, seed=3)
+    pd.testing.assert_frame_equal(bulk, plain)
