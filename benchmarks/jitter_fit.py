@@ -1,6 +1,6 @@
 """Fit the compute-jitter sigma of multi-GPU engine predictions to published rows.
 
-    PYTHONPATH=. python benchmarks/jitter_fit.py
+    PYTHONPATH=. python benchmarks/jitter_fit.py     (a few minutes: 41 sigmas x 52 rows)
 
 Noise-free engine runs over-predict scaling: on a real cluster each worker's step
 varies a little, and every synchronous step waits for the slowest of N workers.
