@@ -22,8 +22,15 @@ fitted, and so refitted here:
   sources' rows. Nothing else in these predictions is fitted to this file: the other
   compute constants are datasheet derating, the NCCL constants come from nccl-tests
   sources only, and the convergence law is fitted to the MLPerf reference convergence
-  points (data/convergence_points.csv). For sources without any fitted row the LOSO
-  error equals the plain error.
+  points (data/convergence_points.csv).
+- The same engine quantities of multi-GPU rows: the compute-jitter sigma
+  (simulator.validation.COMPUTE_JITTER_SIGMA), fitted by benchmarks/jitter_fit.py to
+  the multi-GPU throughput and scaling_efficiency rows. A source is predicted with
+  sigma refitted on the other sources' rows (on :data:`LOSO_SIGMA_GRID`, which holds
+  every refit jitter_fit.py finds) and, when it holds single-GPU fit rows, the compute
+  constants refitted too.
+
+For sources without any fitted row the LOSO error equals the plain error.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import collectives_fit  # noqa: E402
 import compute_fit  # noqa: E402
+import jitter_fit  # noqa: E402
 
 from models import compute  # noqa: E402
 from simulator import validation  # noqa: E402
@@ -48,6 +56,9 @@ MEDIAN_BAR_PCT = {"throughput": 10.0, "iteration_time": 10.0, "allreduce_busbw":
 #: No row may be worse than this, percent.
 ROW_BAR_PCT = 25.0
 ENGINE_QUANTITIES = ("throughput", "iteration_time", "scaling_efficiency", "time_to_train")
+#: Sigmas tried by the jitter refits: jitter_fit.py's grid up to 0.06, well above every
+#: leave-one-source-out refit it prints (and quicker than its whole grid).
+LOSO_SIGMA_GRID = np.round(np.arange(0.0, 0.0601, 0.005), 4)
 
 
 def publication(source: str) -> str:
@@ -56,27 +67,39 @@ def publication(source: str) -> str:
 
 def loso_engine(table: pd.DataFrame, plain: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
     """Engine quantities: the compute constants of benchmarks/compute_fit.py refitted on
-    the single-GPU throughput rows of every publication but one, that one predicted."""
+    the single-GPU throughput rows of every publication but one, and the jitter sigma of
+    benchmarks/jitter_fit.py on its multi-GPU rows, that publication predicted."""
     notes = []
     fitting = compute_fit.fit_rows(table)
+    sigmas = jitter_fit.loso_sigmas(table, LOSO_SIGMA_GRID)
     errors = {}
     engine = table[table["quantity"].isin(ENGINE_QUANTITIES)]
     for held_out, rows in engine.groupby(engine["source"].map(publication)):
         kept = fitting[fitting["publication"] != held_out]
-        if len(kept) == len(fitting):
+        # A publication without jitter-fit rows leaves the all-rows fit unchanged.
+        sigma = sigmas.get(held_out, validation.COMPUTE_JITTER_SIGMA)
+        refit_sigma = abs(sigma - validation.COMPUTE_JITTER_SIGMA) > 1e-12
+        if len(kept) == len(fitting) and not refit_sigma:
             for row_id in rows["id"]:
                 errors[row_id] = plain.loc[row_id, "error_pct"]
             continue
-        values = compute_fit.fit(kept)
-        notes.append(f"held out {held_out[:70]}: compute constants refitted on the other "
-                     f"{len(kept)} single-GPU rows: " + ", ".join(
-                         f"{'.'.join(path[1:])}={value:.3g}"
-                         for (path, _, _), value in zip(compute_fit.PARAMETERS, values,
-                                                        strict=True)))
-        constants = compute_fit.defaults_with(values)
-        simulations = validation.Simulations(
-            calibration=lambda gpu, constants=constants: compute.default_constants(
-                gpu, constants))
+        calibration: object = "auto"
+        refits = []
+        if len(kept) < len(fitting):
+            values = compute_fit.fit(kept)
+            refits.append(f"compute constants refitted on the other {len(kept)} single-GPU "
+                          "rows: " + ", ".join(
+                              f"{'.'.join(path[1:])}={value:.3g}"
+                              for (path, _, _), value in zip(compute_fit.PARAMETERS, values,
+                                                             strict=True)))
+            constants = compute_fit.defaults_with(values)
+
+            def calibration(gpu, constants=constants):
+                return compute.default_constants(gpu, constants)
+        if held_out in sigmas:
+            refits.append(f"jitter sigma refitted on the other sources: {sigma:.3f}")
+        notes.append(f"held out {held_out[:70]}: " + "; ".join(refits))
+        simulations = validation.Simulations(calibration=calibration, jitter_sigma=sigma)
         predicted = validation.predict_rows(rows, simulations.predictors()).set_index("id")
         errors.update(predicted["error_pct"].to_dict())
     return errors, notes

@@ -8,10 +8,12 @@ Quantities and how they are predicted:
 
 - ``allreduce_busbw``: :func:`models.collectives.predict_allreduce_busbw_Bps`.
 - ``throughput`` (samples/s of the whole job) and ``iteration_time`` (s per optimizer
-  step): a noise-free run of the SimPy engine (:func:`simulator.engine.simulate`) with
-  the row's algorithm (``allreduce`` when empty) and its default options: PyTorch DDP's
-  25 MiB buckets, all-reduce overlapped with the backward pass, NCCL's choice of
-  algorithm.
+  step): a run of the SimPy engine (:func:`simulator.engine.simulate`) with the row's
+  algorithm (``allreduce`` when empty) and its default options: PyTorch DDP's 25 MiB
+  buckets, all-reduce overlapped with the backward pass, NCCL's choice of algorithm.
+  Multi-GPU runs carry a shared log-normal compute jitter
+  (:data:`COMPUTE_JITTER_SIGMA`, the one constant here fitted to multi-GPU rows of the
+  file); single-GPU runs are noise-free.
 - ``scaling_efficiency``: simulated throughput on the row's N GPUs over N times the
   simulated throughput of one GPU of the same kind, the definition the sources use.
 - ``time_to_train``: optimizer steps to the row's target at the global batch
@@ -34,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from models import catalog
-from models.errors import ConfigError
+from models.errors import ConfigError, require_number
 from models.hardware import ClusterSpec
 
 QUANTITIES = ("throughput", "iteration_time", "scaling_efficiency", "allreduce_busbw",
@@ -169,9 +171,27 @@ def _predict_allreduce_busbw(row: pd.Series) -> Prediction:
     return Prediction(busbw / 1e9, assumptions)
 
 
-#: Iterations of each engine run. The runs are deterministic and noise-free, so every
-#: iteration of a synchronous algorithm is the same length; a few suffice.
+#: Iterations of each engine run without noise: every iteration of a synchronous
+#: algorithm is then the same length, so a few suffice.
 ENGINE_ITERATIONS = 20
+
+#: Sigma of the log-normal compute jitter (mean-1 factor, one draw per worker and
+#: compute phase) of every multi-GPU engine run. Shared GPU clusters are not
+#: noise-free: clocks, data loading and the OS make each worker's step a little
+#: longer or shorter, and a synchronous step waits for the slowest of N workers, so a
+#: noise-free run over-predicts scaling. One value for all rows, a property of real
+#: clusters rather than of a row; 0 turns the jitter off. Fitted by
+#: ``python benchmarks/jitter_fit.py`` (least squares on log errors, grid step 0.005)
+#: to the multi-GPU rows of data/validation/published.csv that measure scaling:
+#: throughput with gpus_total > 1 and scaling_efficiency (52 rows, 8 publications;
+#: leave-one-publication-out refits give 0.020-0.035).
+COMPUTE_JITTER_SIGMA = 0.025
+#: Iterations of a run with jitter: enough for the mean over the noise to settle (on
+#: 8 GPUs at sigma 0.1 the mean wait for the slowest worker comes within about 2% of
+#: its expectation, :func:`simulator.stragglers.expected_max`; 50 steps miss by 10%).
+JITTER_ITERATIONS = 200
+#: Seed of the jitter draws (fixed: the same rows get the same predictions).
+JITTER_SEED = 0
 
 #: Fields a source left empty that another publication of the same run or benchmark
 #: harness states. Matched on text in the row's source (a benchmark harness, an MLPerf
@@ -308,16 +328,30 @@ def build_costs(setup: RowSetup, cluster: ClusterSpec | None = None,
 
 
 class Simulations:
-    """Noise-free engine runs of the rows, each cluster and setup simulated once.
+    """Engine runs of the rows, each cluster and setup simulated once.
 
     ``calibration`` is handed to :func:`models.compute.layer_times` (``"auto"``, or
-    constants for a refit).
+    constants for a refit). ``jitter_sigma``: the log-normal compute jitter of
+    multi-GPU runs (:data:`COMPUTE_JITTER_SIGMA`). A single GPU runs noise-free: it
+    waits for nobody, so with a mean-1 factor its expected iteration is the nominal
+    one exactly, and a noisy run would only add sampling error; scaling efficiency then
+    falls only by the wait for the slowest of N workers.
     """
 
-    def __init__(self, calibration: object = "auto", iterations: int = ENGINE_ITERATIONS):
+    def __init__(self, calibration: object = "auto", iterations: int = ENGINE_ITERATIONS,
+                 jitter_sigma: float | None = None):
         self.calibration = calibration
         self.iterations = iterations
+        sigma = COMPUTE_JITTER_SIGMA if jitter_sigma is None else jitter_sigma
+        self.jitter_sigma = require_number("jitter_sigma", sigma, minimum=0.0)
         self._runs: dict[tuple, dict] = {}
+
+    def _stragglers(self, cluster: ClusterSpec):
+        from simulator.stragglers import LogNormal, StragglerModel
+
+        if self.jitter_sigma == 0.0 or cluster.world_size == 1:
+            return None
+        return StragglerModel(noise=LogNormal(self.jitter_sigma))
 
     def summary(self, setup: RowSetup, cluster: ClusterSpec | None = None) -> dict:
         """The run's summary (:func:`simulator.result.summarize`)."""
@@ -332,7 +366,13 @@ class Simulations:
                 calibration = calibration(cluster.gpu)
             try:
                 costs = build_costs(setup, cluster, calibration)
-                result = simulate(costs, setup.algorithm, iterations=self.iterations)
+                stragglers = self._stragglers(cluster)
+                if stragglers is None:
+                    result = simulate(costs, setup.algorithm, iterations=self.iterations)
+                else:
+                    result = simulate(costs, setup.algorithm,
+                                      iterations=max(self.iterations, JITTER_ITERATIONS),
+                                      stragglers=stragglers, seed=JITTER_SEED)
             except ConfigError as exc:
                 raise Unsupported(str(exc)) from None
             self._runs[key] = dict(result.summary)

@@ -146,3 +146,48 @@ def test_engine_rows_in_rows_csv(tmp_path):
     error = written.set_index("id").loc["b"]
     assert error["error_pct"] == pytest.approx(100 * (error["predicted"] / 0.05 - 1))
     assert not math.isnan(error["predicted"])
+
+
+def _summary(sigma, iterations=validation.ENGINE_ITERATIONS, **fields):
+    simulations = validation.Simulations(iterations=iterations, jitter_sigma=sigma)
+    return simulations.summary(validation.row_setup(_row(**fields)))
+
+
+def test_jitter_leaves_one_gpu_alone():
+    # One worker waits for nobody: with a mean-1 factor its expected step is nominal.
+    simulations = validation.Simulations(jitter_sigma=0.1)
+    row = _row(quantity="scaling_efficiency", gpus_total=1)
+    assert simulations.scaling_efficiency(row).value == pytest.approx(1.0, rel=1e-12)
+    iteration_s = _compute_only_s("resnet18", "v100-sxm2", 32, "fp16")
+    assert simulations.iteration_time(row).value == pytest.approx(iteration_s, rel=1e-9)
+
+
+def test_jitter_stretches_a_synchronous_step_by_the_expected_max_of_n():
+    # Compute-bound on one NVLink node: the step grows by the forward and backward time
+    # times E[max of 8 log-normal factors] - 1, the mean wait for the slowest worker.
+    # 800 steps bring the sample mean within about 2% of that.
+    from simulator.stragglers import LogNormal, expected_max
+
+    sigma, fields = 0.1, {"gpus_total": 8, "model": "resnet50", "batch_per_gpu": 128}
+    nominal_s = _summary(0.0, **fields)["iteration_time_mean_s"]
+    noisy_s = _summary(sigma, iterations=800, **fields)["iteration_time_mean_s"]
+    table = compute.layer_times(workloads.workload("resnet50"), catalog.gpu("v100-sxm2"), 128,
+                                "fp16")
+    compute_s = table[["forward_s", "backward_input_s", "backward_weight_s"]].to_numpy().sum()
+    expected_extra_s = (expected_max(LogNormal(sigma), 8) - 1.0) * compute_s
+    assert expected_extra_s / nominal_s > 0.1
+    assert noisy_s - nominal_s == pytest.approx(expected_extra_s, rel=0.05)
+
+
+def test_shared_jitter_is_plausible_and_lowers_scaling_efficiency():
+    assert 0.01 <= validation.COMPUTE_JITTER_SIGMA <= 0.2
+    row = _row(quantity="scaling_efficiency", gpus_total=8)
+    noise_free = validation.Simulations(jitter_sigma=0.0).scaling_efficiency(row).value
+    assert validation.PREDICTORS["scaling_efficiency"](row).value < noise_free
+
+
+def test_negative_jitter_is_a_config_error():
+    from models.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="jitter_sigma"):
+        validation.Simulations(jitter_sigma=-0.1)
