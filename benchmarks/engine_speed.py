@@ -51,7 +51,8 @@ def timed_run(label: str, costs: Costs, algorithm: str, **kwargs) -> None:
 def scenario_run(name: str, iterations: int) -> None:
     scenario = load_scenario(name, [f"run.iterations={iterations}"])
     costs = Costs.from_models(scenario.workload_spec(), scenario.cluster_spec(),
-                              scenario.workload.batch_per_gpu, scenario.workload.precision)
+                              scenario.workload.batch_per_gpu, scenario.workload.precision,
+                              framework=scenario.workload.framework)
     timed_run(f"scenario {name} ({scenario.algorithm.name}, {scenario.world_size} GPUs), "
               f"{iterations} iterations", costs, scenario.algorithm.name,
               iterations=iterations, options=dict(scenario.algorithm.options),

@@ -30,6 +30,8 @@ import pandas as pd
 from models.catalog import data_dir, read_toml
 from models.efficiency import saturating_efficiency
 from models.errors import ConfigError, require_choice, require_int, require_number
+from models.frameworks import DEFAULT_FRAMEWORK, MEMORY_FORMATS
+from models.frameworks import framework as framework_by_id
 from models.hardware import ACTIVATION_BYTES, GPUSpec
 from models.workloads import Layer, Workload, layer_table
 
@@ -41,14 +43,6 @@ LAYER_TIME_COLUMNS = ("name", "kind", "forward_s", "backward_input_s", "backward
 #: copies of the weights for the matrix math.
 MIXED_PRECISIONS = ("fp16", "bf16", "fp8")
 
-#: Activation layouts. ``nchw`` is PyTorch's default; ``nhwc`` (channels last) is what
-#: tensor-core convolutions read natively.
-MEMORY_FORMATS = ("nchw", "nhwc")
-#: Precisions trained channels-last when the layout is left to the framework's usual
-#: recipe: NVIDIA's DeepLearningExamples (e.g. ResNet-50 v1.5 PyTorch, ``--memory-format
-#: nhwc`` with ``--amp``) and PyTorch's channels-last tutorial pair it with mixed
-#: precision; fp32/tf32 runs keep the NCHW default.
-CHANNELS_LAST_PRECISIONS = MIXED_PRECISIONS
 
 #: SGD with momentum over fp32 state, per parameter: read parameter, gradient and
 #: momentum, write parameter and momentum (one fused kernel, as PyTorch's foreach/fused
@@ -126,6 +120,70 @@ MEMORY_TRAFFIC: Mapping[str, MemoryTraffic] = MappingProxyType({
         backward_weight=(MemoryPass(x=0, y=3),),
     ),
 })
+
+
+#: Fused kernels (see :mod:`models.frameworks`). A ReLU folded into the batch norm
+#: before it makes no pass of its own.
+FUSED_AWAY = MemoryTraffic(forward=(), backward_input=())
+#: A residual add between a batch norm and its ReLU, folded into the batch-norm kernel:
+#: forward reads the addend once more, backward writes the addend's gradient.
+FUSED_ADD = MemoryTraffic(forward=(MemoryPass(x=0, y=1),),
+                          backward_input=(MemoryPass(x=0, y=1),))
+#: A batch norm after a convolution under ``conv_norm``: statistics come from the
+#: convolution's epilogue and the scale-bias-ReLU is applied where the tensor is next
+#: read, so forward makes no pass; backward keeps its reductions and input gradient.
+CONV_NORM = MemoryTraffic(forward=(),
+                          backward_input=MEMORY_TRAFFIC["norm"].backward_input,
+                          backward_weight=MEMORY_TRAFFIC["norm"].backward_weight)
+#: The block-ending ``ScaleBiasAddRelu`` under ``conv_norm``: reads both branches'
+#: raw outputs, writes the sum (the add's own forward pass); backward as ``FUSED_ADD``.
+CONV_NORM_ADD = MemoryTraffic(forward=MEMORY_TRAFFIC["elementwise"].forward,
+                              backward_input=FUSED_ADD.backward_input)
+
+
+def memory_traffic_plan(kinds: list[str] | tuple[str, ...], fusion: str
+                        ) -> list[MemoryTraffic | None]:
+    """Per layer (forward order), the memory passes it makes under ``fusion``.
+
+    None for matrix layers. Patterns are read from neighbouring kinds: a ReLU right
+    after a batch norm, or after an add that follows a batch norm, is fused; an add
+    between a batch norm and a ReLU is fused. Under ``conv_norm`` a batch norm right
+    after a convolution also drops its forward passes when what consumes it (past a
+    fused ReLU) is a convolution or the block's fused add (a downsample branch's
+    convolution listed between a block's last batch norm and its add counts: that norm
+    is applied in the add); otherwise (a stem that max-pools next) it keeps one apply
+    pass.
+    """
+    require_choice("fusion", fusion, ("none", "norm_activation", "conv_norm"))
+    plan: list[MemoryTraffic | None] = [MEMORY_TRAFFIC.get(kind) for kind in kinds]
+    if fusion == "none":
+        return plan
+    count = len(kinds)
+
+    def kind(index: int) -> str | None:
+        return kinds[index] if 0 <= index < count else None
+
+    fused_add = [kinds[i] == "elementwise" and kind(i - 1) == "norm"
+                 and kind(i + 1) == "activation" for i in range(count)]
+    for i, current in enumerate(kinds):
+        if current == "activation" and (kind(i - 1) == "norm" or (i > 0 and fused_add[i - 1])):
+            plan[i] = FUSED_AWAY
+        elif fused_add[i]:
+            plan[i] = CONV_NORM_ADD if fusion == "conv_norm" else FUSED_ADD
+    if fusion == "conv_norm":
+        for i, current in enumerate(kinds):
+            if current != "norm" or kind(i - 1) != "conv":
+                continue
+            following = i + 1
+            while kind(following) == "activation":
+                following += 1
+            if kind(following) in ("conv", "elementwise"):
+                plan[i] = CONV_NORM
+            else:
+                plan[i] = MemoryTraffic(forward=(MemoryPass(x=1, y=1),),
+                                        backward_input=CONV_NORM.backward_input,
+                                        backward_weight=CONV_NORM.backward_weight)
+    return plan
 
 
 #: A tensor-core convolution phase on NCHW tensors: transpose the input-side operand
@@ -412,9 +470,11 @@ def _memory_passes_s(passes: tuple[MemoryPass, ...], input_bytes: float, output_
     )
 
 
-def resolve_memory_format(precision: str, memory_format: str = "auto") -> str:
+def resolve_memory_format(precision: str, memory_format: str = "auto",
+                          framework: str = DEFAULT_FRAMEWORK) -> str:
+    """``memory_format``, or for ``"auto"`` the layout ``framework`` trains ``precision`` in."""
     if memory_format == "auto":
-        return "nhwc" if precision in CHANNELS_LAST_PRECISIONS else "nchw"
+        return framework_by_id(framework, "framework").memory_format(precision)
     return require_choice("memory_format", memory_format, MEMORY_FORMATS + ("auto",))
 
 
@@ -424,24 +484,32 @@ def _check_inputs(gpu: GPUSpec, batch_size: int, precision: str) -> None:
 
 
 def layer_times(workload: Workload, gpu: GPUSpec, batch_size: int, precision: str,
-                calibration: Any = "auto", memory_format: str = "auto") -> pd.DataFrame:
+                calibration: Any = "auto", memory_format: str = "auto",
+                framework: str = DEFAULT_FRAMEWORK) -> pd.DataFrame:
     """Seconds per phase of each layer for one iteration, one row per layer, forward order.
 
     Columns: name, kind, forward_s, backward_input_s, backward_weight_s, update_s,
     gradient_bytes. The first layer computes no input gradient. For a matmul of two
     activations (attention), ``backward_weight_s`` is the gradient of the second operand.
 
-    ``memory_format`` (``"nchw"``, ``"nhwc"``, or ``"auto"``: channels-last for mixed
-    precision, NCHW otherwise) matters for convolutions on tensor cores: on NCHW
+    ``framework`` (an id of :data:`models.frameworks.FRAMEWORKS`) decides which
+    memory-bound kernels are fused (:func:`memory_traffic_plan`) and, with
+    ``memory_format="auto"``, the layout.
+
+    ``memory_format`` (``"nchw"``, ``"nhwc"``, or ``"auto"``: the framework's layout for
+    the precision) matters for convolutions on tensor cores: on NCHW
     tensors cuDNN transposes each operand to NHWC and the result back (the
     ``nchwToNhwcKernel``/``nhwcToNchwKernel`` pairs seen in profiles), two extra memory
     passes over the convolution's input-side and output-side tensors per phase.
     """
     _check_inputs(gpu, batch_size, precision)
     unit = matrix_unit(gpu, precision)
-    transposes = resolve_memory_format(precision, memory_format) == "nchw" and unit == "tensor"
+    transposes = (resolve_memory_format(precision, memory_format, framework) == "nchw"
+                  and unit == "tensor")
+    fusion = framework_by_id(framework, "framework").fusion(precision)
     constants = compute_constants(gpu, calibration)
     table = layer_table(workload, batch_size, precision)
+    traffic_plan = memory_traffic_plan(tuple(table["kind"]), fusion)
     element_bytes = ACTIVATION_BYTES[precision]
     peak = gpu.matrix_peak_flops_per_s(precision)
     curve = constants.gemm_curve(precision)
@@ -452,8 +520,8 @@ def layer_times(workload: Workload, gpu: GPUSpec, batch_size: int, precision: st
     rows = []
     for index, (layer, spec) in enumerate(zip(table.itertuples(index=False), workload.layers,
                                               strict=True)):
-        if layer.kind in MEMORY_TRAFFIC:
-            traffic = MEMORY_TRAFFIC[layer.kind]
+        traffic = traffic_plan[index]
+        if traffic is not None:
             forward_s = _memory_passes_s(traffic.forward, layer.input_bytes,
                                          layer.activation_bytes, constants)
             backward_input_s = _memory_passes_s(traffic.backward_input, layer.input_bytes,
@@ -504,16 +572,19 @@ def layer_times(workload: Workload, gpu: GPUSpec, batch_size: int, precision: st
 
 def iteration_compute_time_s(workload: Workload, gpu: GPUSpec, batch_size: int,
                              precision: str, calibration: Any = "auto",
-                             memory_format: str = "auto") -> float:
+                             memory_format: str = "auto",
+                             framework: str = DEFAULT_FRAMEWORK) -> float:
     """Forward, backward and optimizer update of one iteration on one GPU, seconds."""
-    times = layer_times(workload, gpu, batch_size, precision, calibration, memory_format)
+    times = layer_times(workload, gpu, batch_size, precision, calibration, memory_format,
+                        framework)
     return float(times[["forward_s", "backward_input_s", "backward_weight_s",
                         "update_s"]].to_numpy().sum())
 
 
 def training_throughput_samples_per_s(workload: Workload, gpu: GPUSpec, batch_size: int,
                                       precision: str, calibration: Any = "auto",
-                                      memory_format: str = "auto") -> float:
+                                      memory_format: str = "auto",
+                                      framework: str = DEFAULT_FRAMEWORK) -> float:
     """Samples per second one GPU trains, compute alone (no input pipeline, no comms)."""
     return batch_size / iteration_compute_time_s(workload, gpu, batch_size, precision,
-                                                 calibration, memory_format)
+                                                 calibration, memory_format, framework)

@@ -17,6 +17,7 @@ import pandas as pd
 from models import collectives
 from models.compute import LAYER_TIME_COLUMNS, layer_times
 from models.errors import ConfigError, require_int, require_number
+from models.frameworks import DEFAULT_FRAMEWORK
 from models.hardware import ClusterSpec
 from models.workloads import Workload
 from models.workloads import workload as workload_by_id
@@ -77,8 +78,10 @@ class Costs:
 
     @classmethod
     def from_models(cls, workload: Workload | str, cluster: ClusterSpec, batch_per_gpu: int,
-                    precision: str, calibration: Any = "auto") -> Costs:
-        """Per-layer times from :func:`models.compute.layer_times` for ``cluster.gpu``."""
+                    precision: str, calibration: Any = "auto",
+                    framework: str = DEFAULT_FRAMEWORK) -> Costs:
+        """Per-layer times from :func:`models.compute.layer_times` for ``cluster.gpu``
+        under ``framework`` (:data:`models.frameworks.FRAMEWORKS`)."""
         if isinstance(workload, str):
             workload = workload_by_id(workload)
         if not isinstance(workload, Workload):
@@ -87,7 +90,8 @@ class Costs:
             raise ConfigError("cluster", cluster, "a models.hardware.ClusterSpec")
         require_int("workload.batch_per_gpu", batch_per_gpu, minimum=1)
         cluster.gpu.check_precision(precision, "workload.precision")
-        table = layer_times(workload, cluster.gpu, batch_per_gpu, precision, calibration)
+        table = layer_times(workload, cluster.gpu, batch_per_gpu, precision, calibration,
+                            framework=framework)
         return cls.from_layer_times(table, cluster, batch_per_gpu, precision,
                                     workload_id=workload.id)
 

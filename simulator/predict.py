@@ -117,7 +117,8 @@ def predict(scenario: Scenario | str | Path) -> Prediction:
     if not isinstance(scenario, Scenario):
         scenario = load_scenario(scenario)
     costs = Costs.from_models(scenario.workload_spec(), scenario.cluster_spec(),
-                              scenario.workload.batch_per_gpu, scenario.workload.precision)
+                              scenario.workload.batch_per_gpu, scenario.workload.precision,
+                              framework=scenario.workload.framework)
     run = simulate(costs, scenario.algorithm.name, iterations=scenario.run.iterations,
                    options=dict(scenario.algorithm.options),
                    stragglers=straggler_model(scenario), seed=scenario.run.seed)

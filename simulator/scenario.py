@@ -2,7 +2,8 @@
 
 A scenario has five sections::
 
-    [workload]   model, batch_per_gpu, precision, target, recipe = "auto"
+    [workload]   model, batch_per_gpu, precision, target, recipe = "auto",
+                 framework = "pytorch"
     [cluster]    gpu, nodes, gpus_per_node, intra_link, inter_link (needed when nodes > 1),
                  nics_per_node = 1, topology = "single-switch", oversubscription = 1.0,
                  nodes_per_leaf = 16, price_per_gpu_hour_usd (optional)
@@ -32,6 +33,7 @@ from typing import Any
 
 from models import catalog, convergence
 from models.errors import ConfigError, nearest, require_choice, require_int, require_number
+from models.frameworks import DEFAULT_FRAMEWORK, FRAMEWORKS
 from models.hardware import PRECISIONS, TOPOLOGIES, ClusterSpec
 from models.workloads import Workload, workload, workloads
 
@@ -76,6 +78,8 @@ class WorkloadSection:
     target: str
     #: A recipe id of ``data/convergence.toml``, or ``"auto"`` for the model's default.
     recipe: str = "auto"
+    #: An id of :data:`models.frameworks.FRAMEWORKS`: which kernels are fused.
+    framework: str = DEFAULT_FRAMEWORK
 
 
 @dataclass(frozen=True)
@@ -528,7 +532,7 @@ def _cluster_spec(c: ClusterSection) -> ClusterSpec:
     return dataclasses.replace(spec, gpu=gpu)
 
 
-_WORKLOAD_KEYS = ("model", "batch_per_gpu", "precision", "target", "recipe")
+_WORKLOAD_KEYS = ("model", "batch_per_gpu", "precision", "target", "recipe", "framework")
 
 
 def _workload_section(table: Mapping[str, Any], spec: ClusterSpec) -> WorkloadSection:
@@ -541,7 +545,9 @@ def _workload_section(table: Mapping[str, Any], spec: ClusterSpec) -> WorkloadSe
     recipe = _str("workload.recipe", table.get("recipe", "auto"))
     target = _str("workload.target", table["target"])
     _check_recipe_and_target(model, recipe, target)
-    return WorkloadSection(model, batch, precision, target, recipe)
+    framework = _choice("workload.framework", table.get("framework", DEFAULT_FRAMEWORK),
+                        tuple(FRAMEWORKS))
+    return WorkloadSection(model, batch, precision, target, recipe, framework)
 
 
 def _recipe_for(model: str, recipe: str) -> tuple[convergence.ConvergenceWorkload,

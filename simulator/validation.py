@@ -22,7 +22,10 @@ Quantities and how they are predicted:
 
 Columns beyond :data:`REQUIRED_COLUMNS` that are read when present:
 ``accumulation_steps`` (micro-batches of ``batch_per_gpu`` accumulated per optimizer
-step; empty means 1).
+step; empty means 1) and ``framework`` (an id of :data:`models.frameworks.FRAMEWORKS`).
+A training-speed row without a framework takes the one its source names (MLPerf,
+MXNet, TensorFlow, PyTorch: :func:`models.frameworks.framework_from_source`), else
+PyTorch, and lists that among its assumptions.
 """
 
 from __future__ import annotations
@@ -240,6 +243,7 @@ class RowSetup:
     cluster: ClusterSpec
     algorithm: str
     assumptions: tuple[str, ...]
+    framework: str = "pytorch"
 
     @property
     def global_batch(self) -> int:
@@ -292,8 +296,29 @@ def row_setup(row: pd.Series) -> RowSetup:
     if algorithm not in available():
         raise Unsupported(f"algorithm {algorithm!r} is not in the engine yet "
                           f"(available: {', '.join(available())})")
+    framework_id, framework_assumptions = row_framework(row)
     return RowSetup(model, batch, precision, _positive_int(row, "accumulation_steps", 1),
-                    cluster, algorithm, documented + assumptions)
+                    cluster, algorithm, documented + assumptions + framework_assumptions,
+                    framework_id)
+
+
+def row_framework(row: pd.Series) -> tuple[str, tuple[str, ...]]:
+    """The row's framework: its ``framework`` column (an id, or text naming one such as
+    "MXNet 1.8"), else the one its source names, else PyTorch. Anything but a stated id
+    is listed among the row's assumptions."""
+    from models.frameworks import DEFAULT_FRAMEWORK, FRAMEWORKS, framework_from_source
+
+    stated = _text(row, "framework")
+    if stated is not None and stated.lower() in FRAMEWORKS:
+        return stated.lower(), ()
+    named = framework_from_source(stated) if stated is not None else None
+    if named is not None:
+        return named, (f"framework {stated!r} read as {named}",)
+    from_source = framework_from_source(_text(row, "source") or "")
+    unknown = "" if stated is None else f" ({stated!r} is none of {', '.join(FRAMEWORKS)})"
+    if from_source is not None:
+        return from_source, (f"framework {from_source}: named in the source{unknown}",)
+    return DEFAULT_FRAMEWORK, (f"framework {DEFAULT_FRAMEWORK}: the default{unknown}",)
 
 
 def single_gpu(cluster: ClusterSpec) -> ClusterSpec:
@@ -314,7 +339,8 @@ def build_costs(setup: RowSetup, cluster: ClusterSpec | None = None,
 
     cluster = setup.cluster if cluster is None else cluster
     model = workload(setup.model)
-    table = layer_times(model, cluster.gpu, setup.batch_per_gpu, setup.precision, calibration)
+    table = layer_times(model, cluster.gpu, setup.batch_per_gpu, setup.precision, calibration,
+                        framework=setup.framework)
     steps = setup.accumulation_steps
     if steps > 1:
         micro_s = float(table[["forward_s", "backward_input_s", "backward_weight_s"]]
@@ -359,7 +385,7 @@ class Simulations:
 
         cluster = setup.cluster if cluster is None else cluster
         key = (setup.model, setup.batch_per_gpu, setup.precision, setup.accumulation_steps,
-               setup.algorithm, _cluster_key(cluster))
+               setup.algorithm, setup.framework, _cluster_key(cluster))
         if key not in self._runs:
             calibration = self.calibration
             if callable(calibration):

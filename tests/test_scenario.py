@@ -52,7 +52,7 @@ def test_minimal_scenario_gets_every_default_of_the_contract():
     resolved = load_scenario(minimal()).to_dict()
     assert resolved == {
         "workload": {"model": "resnet50", "batch_per_gpu": 64, "precision": "fp32",
-                     "target": "top1=0.759", "recipe": "auto"},
+                     "target": "top1=0.759", "recipe": "auto", "framework": "pytorch"},
         "cluster": {"gpu": "v100-sxm2", "nodes": 2, "gpus_per_node": 8,
                     "intra_link": "nvlink2", "inter_link": "ib-ndr", "nics_per_node": 1,
                     "topology": "single-switch", "oversubscription": 1.0,
@@ -183,6 +183,8 @@ def test_every_example_loads_and_round_trips(name):
     (changed("run.iteration", 4), "run.iteration", "did you mean 'iterations'"),
     (changed("stragglers.sigmaa", 0.1), "stragglers.sigmaa", "did you mean 'sigma'"),
     (changed("workload", "resnet50"), "workload", "a table"),
+    (changed("workload.framework", "mxnet-fused"), "workload.framework",
+     "did you mean 'mxnet'"),
     # missing required values
     ({k: v for k, v in minimal().items() if k != "cluster"}, "cluster", "required"),
     (changed("workload.model", delete=True), "workload.model", "required"),

@@ -191,3 +191,24 @@ def test_negative_jitter_is_a_config_error():
 
     with pytest.raises(ConfigError, match="jitter_sigma"):
         validation.Simulations(jitter_sigma=-0.1)
+
+
+@pytest.mark.parametrize("fields, framework, note", [
+    ({}, "pytorch", "framework pytorch: the default"),
+    ({"framework": "mxnet"}, "mxnet", ""),
+    ({"framework": "MXNet 1.8"}, "mxnet", "framework 'MXNet 1.8' read as mxnet"),
+    ({"source": "MLPerf Training v3.0 result log — epoch 5"}, "nvidia-mlperf",
+     "framework nvidia-mlperf: named in the source"),
+    ({"framework": "jax", "source": "A TensorFlow table — detail"}, "tensorflow",
+     "'jax' is none of"),
+])
+def test_row_framework_comes_from_the_column_then_the_source(fields, framework, note):
+    row = _row(**fields)
+    chosen, assumptions = validation.row_framework(row)
+    assert chosen == framework
+    assert note in "; ".join(assumptions)
+    times = compute.iteration_compute_time_s(workloads.workload("resnet18"),
+                                             catalog.gpu("v100-sxm2"), 32, "fp16",
+                                             framework=framework)
+    rows = validation.predict_rows(pd.DataFrame([row]))
+    assert rows["predicted"].iloc[0] == pytest.approx(32 / times, rel=1e-9)
