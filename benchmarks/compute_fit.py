@@ -45,6 +45,14 @@ PARAMETERS: tuple[tuple[tuple[str, ...], float, float], ...] = (
     (("gemm", "simt", "conv_fraction"), 0.3, 1.0),
     (("gemm", "simt", "winograd_reduction"), 1.0, 4.0),
 )
+#: Library figures each constant is pulled toward when the rows do not pin it (a source
+#: held out that alone separates two constants, say): large square cuBLAS HGEMMs at
+#: 0.85 of the tensor peak, convolutions at the GEMM rate, cuDNN's F(2x2,3x3) Winograd
+#: at 2.25 times fewer multiplies. Each enters as one residual ``PRIOR_WEIGHT *
+#: log(value / prior)``: a fraction of one row's pull, so that rows that do pin a
+#: constant decide it.
+PRIORS = np.array([0.85, 1.0, 1.0, 2.25])
+PRIOR_WEIGHT = 0.1
 
 
 #: Robust loss of the fit (scipy's ``soft_l1``): quadratic for log errors well under
@@ -100,6 +108,11 @@ def weighted_log_errors(values: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
     return np.sqrt(weights) * log_errors(values, rows)
 
 
+def fit_residuals(values: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
+    return np.concatenate([weighted_log_errors(values, rows),
+                           PRIOR_WEIGHT * np.log(values / PRIORS)])
+
+
 def fit(rows: pd.DataFrame, start: np.ndarray | None = None) -> np.ndarray:
     from scipy.optimize import least_squares
 
@@ -107,7 +120,7 @@ def fit(rows: pd.DataFrame, start: np.ndarray | None = None) -> np.ndarray:
     upper = np.array([high for _, _, high in PARAMETERS])
     start = stored_values() if start is None else start
     start = np.clip(start, lower + 1e-6, upper - 1e-6)
-    result = least_squares(weighted_log_errors, start, bounds=(lower, upper), args=(rows,),
+    result = least_squares(fit_residuals, start, bounds=(lower, upper), args=(rows,),
                            diff_step=1e-3, xtol=1e-6, ftol=1e-8, loss=LOSS,
                            f_scale=LOSS_SCALE)
     return result.x

@@ -14,9 +14,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Predict how data-parallel SGD training scales on a GPU cluster.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    catalog = commands.add_parser("catalog", help="list the GPUs, links or workloads ddlsim knows",
+    catalog = commands.add_parser("catalog",
+                                  help="list the GPUs, links, workloads or frameworks ddlsim knows",
                                   description="List what the hardware and workload catalogs hold.")
-    catalog.add_argument("what", nargs="?", choices=("gpus", "links", "workloads"),
+    catalog.add_argument("what", nargs="?", choices=("gpus", "links", "workloads", "frameworks"),
                          default="gpus", help="which catalog to list (default: gpus)")
     catalog.set_defaults(handler=_catalog)
 

@@ -7,7 +7,7 @@ import pandas as pd
 from models import catalog
 from models.errors import require_choice
 
-CATALOGS = ("gpus", "links", "workloads")
+CATALOGS = ("gpus", "links", "workloads", "frameworks")
 
 
 def catalog_table(what: str) -> pd.DataFrame:
@@ -38,6 +38,22 @@ def catalog_table(what: str) -> pd.DataFrame:
                 "efficiency": link.efficiency,
             }
             for link in catalog.links().values()
+        ])
+    if what == "frameworks":
+        from models.frameworks import FRAMEWORKS
+
+        return pd.DataFrame([
+            {
+                "id": f.id,
+                "name": f.name,
+                "fusion": " ".join([*(f"{p}:{level}" for p, level
+                                      in sorted(f.fusion_by_precision.items())),
+                                    ("otherwise:" if f.fusion_by_precision else "")
+                                    + f.default_fusion]),
+                "channels_last": " ".join(f.channels_last_precisions),
+                "source": f.source,
+            }
+            for f in FRAMEWORKS.values()
         ])
     from models.workloads import workloads
 

@@ -15,6 +15,7 @@ import pytest
 from models import catalog
 from models import workloads as workload_catalog
 from models.errors import ConfigError
+from models.frameworks import FRAMEWORKS
 from simulator.cli import main
 from simulator.tables import catalog_table
 
@@ -411,6 +412,7 @@ def _listed_ids(output: str) -> set[str]:
     ("gpus", lambda: set(catalog.gpus())),
     ("links", lambda: set(catalog.links())),
     ("workloads", lambda: set(workload_catalog.workloads())),
+    ("frameworks", lambda: set(FRAMEWORKS)),
 ])
 def test_catalog_command_lists_every_id(what, expected, capsys):
     assert main(["catalog", what]) == 0
@@ -433,7 +435,7 @@ def test_catalog_command_names_the_valid_catalogs(capsys):
 
 
 def test_catalog_table_refuses_an_unknown_catalog_with_the_choices():
-    with pytest.raises(ConfigError, match="one of gpus, links, workloads.*'gpus'"):
+    with pytest.raises(ConfigError, match="one of frameworks, gpus, links, workloads.*'gpus'"):
         catalog_table("gpu")
 
 
