@@ -30,7 +30,7 @@ import pandas as pd
 from models.catalog import data_dir, read_toml
 from models.efficiency import saturating_efficiency
 from models.errors import ConfigError, require_choice, require_int, require_number
-from models.frameworks import DEFAULT_FRAMEWORK, MEMORY_FORMATS
+from models.frameworks import DEFAULT_FRAMEWORK, FUSION_LEVELS, MEMORY_FORMATS
 from models.frameworks import framework as framework_by_id
 from models.hardware import ACTIVATION_BYTES, GPUSpec
 from models.workloads import Layer, Workload, layer_table
@@ -135,6 +135,11 @@ FUSED_ADD = MemoryTraffic(forward=(MemoryPass(x=0, y=1),),
 CONV_NORM = MemoryTraffic(forward=(),
                           backward_input=MEMORY_TRAFFIC["norm"].backward_input,
                           backward_weight=MEMORY_TRAFFIC["norm"].backward_weight)
+#: The same batch norm when no convolution or add follows to apply it: one
+#: scale-bias-ReLU pass of its own.
+CONV_NORM_APPLIED = MemoryTraffic(forward=(MemoryPass(x=1, y=1),),
+                                  backward_input=CONV_NORM.backward_input,
+                                  backward_weight=CONV_NORM.backward_weight)
 #: The block-ending ``ScaleBiasAddRelu`` under ``conv_norm``: reads both branches'
 #: raw outputs, writes the sum (the add's own forward pass); backward as ``FUSED_ADD``.
 CONV_NORM_ADD = MemoryTraffic(forward=MEMORY_TRAFFIC["elementwise"].forward,
@@ -154,7 +159,7 @@ def memory_traffic_plan(kinds: list[str] | tuple[str, ...], fusion: str
     is applied in the add); otherwise (a stem that max-pools next) it keeps one apply
     pass.
     """
-    require_choice("fusion", fusion, ("none", "norm_activation", "conv_norm"))
+    require_choice("fusion", fusion, FUSION_LEVELS)
     plan: list[MemoryTraffic | None] = [MEMORY_TRAFFIC.get(kind) for kind in kinds]
     if fusion == "none":
         return plan
@@ -177,12 +182,8 @@ def memory_traffic_plan(kinds: list[str] | tuple[str, ...], fusion: str
             following = i + 1
             while kind(following) == "activation":
                 following += 1
-            if kind(following) in ("conv", "elementwise"):
-                plan[i] = CONV_NORM
-            else:
-                plan[i] = MemoryTraffic(forward=(MemoryPass(x=1, y=1),),
-                                        backward_input=CONV_NORM.backward_input,
-                                        backward_weight=CONV_NORM.backward_weight)
+            plan[i] = (CONV_NORM if kind(following) in ("conv", "elementwise")
+                       else CONV_NORM_APPLIED)
     return plan
 
 

@@ -101,7 +101,8 @@ def prediction_table(summary: dict) -> str:
         return "n/a" if value is None else format(value, fmt)
 
     rows = [
-        ("workload", f"{summary['workload']} (global batch {summary['global_batch']})"),
+        ("workload", f"{summary['workload']} (global batch {summary['global_batch']}, "
+                     f"{summary['precision']}, {summary['framework']})"),
         ("cluster", f"{summary['gpus']} x {summary['gpu']}"),
         ("algorithm", summary["algorithm"]),
         ("iteration time (mean)", _seconds(summary["iteration_time_s"])),

@@ -46,6 +46,8 @@ class Prediction:
         price = cluster.gpu.price_usd_per_hour
         return {
             "workload": self.scenario.workload.model,
+            "precision": self.scenario.workload.precision,
+            "framework": self.scenario.workload.framework,
             "gpu": self.scenario.cluster.gpu,
             "gpus": self.scenario.world_size,
             "algorithm": self.scenario.algorithm.name,
