@@ -14,8 +14,9 @@ Fusion levels (what happens to a convolution's batch norm and what follows it):
 ``norm_activation``
     The ReLU after a batch norm, and a residual add between a batch norm and its ReLU,
     run inside the batch-norm kernels (MXNet's ``BatchNorm(act_type='relu')`` and
-    ``BatchNormAddRelu``): no ReLU pass, and the add costs one extra read of the addend
-    forward and one extra write of its gradient backward.
+    ``BatchNormAddRelu``; XLA's fused normalize-add-ReLU kernel): no ReLU pass, and
+    the add costs one extra read of the addend forward and one extra write of its
+    gradient backward.
 ``conv_norm``
     On top of that, a batch norm after a convolution takes its statistics in the
     convolution's epilogue and applies scale, bias and ReLU in the next convolution's
@@ -79,6 +80,16 @@ FRAMEWORKS: Mapping[str, Framework] = MappingProxyType({
         source="tensorflow/benchmarks scripts/tf_cnn_benchmarks (data_format NCHW on "
                "GPU, tf.nn.fused_batch_norm followed by tf.nn.relu)",
     ),
+    "tensorflow-xla": Framework(
+        id="tensorflow-xla", name="TensorFlow with XLA (NVIDIA DeepLearningExamples recipe)",
+        # XLA compiles batch norm's normalization, the ReLU and the residual add into one
+        # elementwise kernel after the statistics reduction, in every precision.
+        fusion_by_precision={}, default_fusion="norm_activation",
+        channels_last_precisions=_MIXED,
+        source="NVIDIA DeepLearningExamples TensorFlow/Classification/ConvNets/"
+               "resnet50v1.5 (--xla; README known issues: 'Performance without XLA "
+               "enabled is low due to BN + ReLU fusion bug')",
+    ),
     "mxnet": Framework(
         id="mxnet", name="MXNet (NVIDIA DeepLearningExamples recipe)",
         # The runner adds --fuse-bn-relu 1 --fuse-bn-add-relu 1 and NHWC layouts for
@@ -112,6 +123,7 @@ def framework(framework_id: str, field_name: str = "workload.framework") -> Fram
 _SOURCE_KEYWORDS = (
     ("mlperf", "nvidia-mlperf"),
     ("mxnet", "mxnet"),
+    ("xla", "tensorflow-xla"),
     ("tensorflow", "tensorflow"),
     ("tf_cnn_benchmarks", "tensorflow"),
     ("pytorch", "pytorch"),

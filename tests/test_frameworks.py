@@ -71,6 +71,12 @@ def test_conv_norm_drops_batch_norm_forward_passes_where_a_conv_or_add_applies_i
                      "relu_b": (0, 0), "pool": (2, 2)}
 
 
+def test_xla_fuses_in_every_precision():
+    assert passes("tensorflow-xla") == passes("mxnet")
+    xla = framework("tensorflow-xla")
+    assert {xla.fusion(p) for p in ("fp32", "tf32", "fp16")} == {"norm_activation"}
+
+
 def test_mxnet_fuses_only_in_half_precision_and_keeps_nchw_for_tf32():
     mxnet = framework("mxnet")
     assert mxnet.fusion("fp16") == "norm_activation"
@@ -104,6 +110,7 @@ def test_plan_rejects_an_unknown_level_and_frameworks_an_unknown_id():
     ("MLPerf Training v3.0 result log, ... MXNet, DALI, Horovod", "nvidia-mlperf"),
     ("NVIDIA DeepLearningExamples MxNet/Classification/RN50v1.5/README.md", "mxnet"),
     ("TensorFlow Performance Benchmarks page", "tensorflow"),
+    ("DeepLearningExamples TensorFlow/Classification (TensorFlow 1.x, XLA)", "tensorflow-xla"),
     ("Horovod docs, synthetic data, tf_cnn_benchmarks", "tensorflow"),
     ("NVIDIA DeepLearningExamples PyTorch/LanguageModeling/BERT", "pytorch"),
     ("Goyal et al. 2017", None),
