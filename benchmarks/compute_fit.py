@@ -44,6 +44,7 @@ PARAMETERS: tuple[tuple[tuple[str, ...], float, float], ...] = (
     (("gemm", "tensor", "conv_fraction"), 0.3, 1.0),
     (("gemm", "simt", "conv_fraction"), 0.3, 1.0),
     (("gemm", "simt", "winograd_reduction"), 1.0, 4.0),
+    (("gemm", "simt", "conv_fraction_unified_l1"), 0.3, 1.0),
 )
 #: Library figures each constant is pulled toward when the rows do not pin it (a source
 #: held out that alone separates two constants, say): large square cuBLAS HGEMMs at
@@ -51,7 +52,7 @@ PARAMETERS: tuple[tuple[tuple[str, ...], float, float], ...] = (
 #: at 2.25 times fewer multiplies. Each enters as one residual ``PRIOR_WEIGHT *
 #: log(value / prior)``: a fraction of one row's pull, so that rows that do pin a
 #: constant decide it.
-PRIORS = np.array([0.85, 1.0, 1.0, 2.25])
+PRIORS = np.array([0.85, 1.0, 1.0, 2.25, 1.0])
 PRIOR_WEIGHT = 0.1
 
 

@@ -326,12 +326,8 @@ def default_constants(gpu: GPUSpec, table: Mapping[str, Any] | None = None
                                        exclusive_minimum=True) * 1e-6,
         gemm=gemm,
         optimizer_update_Bps=bandwidth_Bps,
-        conv_fraction_of_gemm={
-            unit: require_number(f"{where}: gemm.{unit}.conv_fraction",
-                                 table.get("gemm", {}).get(unit, {}).get("conv_fraction"),
-                                 minimum=0.0, maximum=1.0, exclusive_minimum=True)
-            for unit in MATRIX_UNITS
-        },
+        conv_fraction_of_gemm={unit: _conv_fraction(table, unit, gpu, where)
+                               for unit in MATRIX_UNITS},
         tile_n=require_int(f"{where}: gemm.tile_n", table.get("gemm", {}).get("tile_n"),
                            minimum=1),
         winograd_reduction=require_number(
@@ -339,6 +335,18 @@ def default_constants(gpu: GPUSpec, table: Mapping[str, Any] | None = None
             table.get("gemm", {}).get("simt", {}).get("winograd_reduction"), minimum=1.0),
         source=where,
     )
+
+
+def _conv_fraction(table: Mapping[str, Any], unit: str, gpu: GPUSpec, where: str) -> float:
+    """``gemm.<unit>.conv_fraction``, or ``conv_fraction_unified_l1`` for a GPU whose
+    architecture ``unified_l1_architectures`` lists."""
+    unit_table = table.get("gemm", {}).get(unit, {})
+    if gpu.architecture in unit_table.get("unified_l1_architectures", ()):
+        name = f"{where}: gemm.{unit}.conv_fraction_unified_l1"
+        value = unit_table.get("conv_fraction_unified_l1")
+    else:
+        name, value = f"{where}: gemm.{unit}.conv_fraction", unit_table.get("conv_fraction")
+    return require_number(name, value, minimum=0.0, maximum=1.0, exclusive_minimum=True)
 
 
 def calibration_path(gpu: GPUSpec) -> Path:

@@ -284,3 +284,18 @@ def test_convolutions_run_at_a_fraction_of_the_gemm_rate():
     flop = 2.0 * 64 * 3136 * 256 * 576
     assert times.loc[0, "forward_s"] == pytest.approx(flop / (312e12 * 0.8), rel=1e-12)
     assert times.loc[1, "forward_s"] == pytest.approx(flop / (312e12 * 0.4), rel=1e-12)
+
+
+def test_simt_convolutions_take_the_value_of_their_sm_design():
+    table = compute.defaults_table()
+    simt = table["gemm"]["simt"]
+    assert "volta" in simt["unified_l1_architectures"]
+    assert "pascal" not in simt["unified_l1_architectures"]
+    assert compute.compute_constants(V100, None).conv_fraction("simt") == pytest.approx(
+        simt["conv_fraction_unified_l1"])
+    assert compute.compute_constants(P100, None).conv_fraction("simt") == pytest.approx(
+        simt["conv_fraction"])
+    broken = {**table, "gemm": {**table["gemm"], "simt": {**simt,
+                                                           "conv_fraction_unified_l1": 1.5}}}
+    with pytest.raises(ConfigError, match="conv_fraction_unified_l1"):
+        compute.default_constants(V100, broken)
