@@ -3,13 +3,15 @@ throughput rows of data/validation/published.csv, with leave-one-source-out erro
 
     PYTHONPATH=. python benchmarks/compute_fit.py
 
-The fitted constants are per kind of matrix unit (tensor cores, SIMT), never per row,
-GPU model or workload: every single-GPU throughput row (``quantity == throughput``,
-``gpus_total == 1``) enters, whatever its GPU and framework. The objective is the sum
-of squared log errors, ``log(predicted / measured)``, each row weighted by one over the
-number of fitted rows of its model, so that every workload counts the same (the 13
-ResNet-50 rows would otherwise outvote the one Inception-v3, VGG16 or AlexNet row, and
-the constants would describe ResNet-50 alone); minimized with
+The fitted constants are per kind of matrix unit (tensor cores, SIMT; SIMT
+convolutions also per SM design, see defaults.toml), never per row, GPU model or
+workload: every single-GPU throughput row (``quantity == throughput``,
+``gpus_total == 1``) enters, whatever its GPU, each predicted under its framework's
+kernel fusion. The objective is a robust (soft L1, :data:`LOSS`) loss of the log
+errors, ``log(predicted / measured)``, each row weighted by one over the number of
+fitted rows of its model, so that every workload counts the same (the ResNet-50 rows
+would otherwise outvote the one Inception-v3, VGG16 or AlexNet row, and the constants
+would describe ResNet-50 alone), plus a weak prior (:data:`PRIORS`); minimized with
 ``scipy.optimize.least_squares`` inside physical bounds. Each prediction is the engine
 run ``ddlsim validate`` makes, with ``data/calibration/defaults.toml`` replaced by the
 trial constants.
