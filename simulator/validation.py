@@ -47,6 +47,8 @@ QUANTITIES = ("throughput", "iteration_time", "scaling_efficiency", "allreduce_b
 REQUIRED_COLUMNS = ("id", "source", "quantity", "value", "model", "batch_per_gpu", "precision",
                     "gpu", "gpus_total", "gpus_per_node", "intra_link", "inter_link",
                     "nics_per_node", "algorithm", "collective", "message_bytes", "target")
+#: Quantities predicted from a training run, under the row's framework.
+TRAINING_QUANTITIES = ("throughput", "iteration_time", "scaling_efficiency", "time_to_train")
 #: Units the CSV uses for each quantity, for reports.
 UNITS = {"throughput": "samples/s", "iteration_time": "s", "scaling_efficiency": "fraction",
          "allreduce_busbw": "GB/s", "time_to_train": "s"}
@@ -501,7 +503,9 @@ def predict_rows(table: pd.DataFrame, predictors: dict[str, Predictor] | None = 
         measured = _number(row, "value") if quantity else None
         record = {"id": _text(row, "id"), "source": _text(row, "source"), "quantity": quantity,
                   "measured": measured, "predicted": np.nan, "error_pct": np.nan,
-                  "status": "ok", "assumptions": ""}
+                  "status": "ok", "assumptions": "",
+                  "framework": (row_framework(row)[0] if quantity in TRAINING_QUANTITIES
+                                else "")}
         try:
             if quantity not in QUANTITIES:
                 raise Unsupported(f"quantity {quantity!r} is not one of {', '.join(QUANTITIES)}")
@@ -553,7 +557,7 @@ def parity_plot(rows: pd.DataFrame, path: Path) -> Path:
     ok = rows[rows["status"] == "ok"]
     quantities = [q for q in QUANTITIES if (ok["quantity"] == q).any()]
     figure, axes = plt.subplots(1, max(len(quantities), 1),
-                                figsize=(4.6 * max(len(quantities), 1), 4.6), squeeze=False)
+                                figsize=(4.6 * max(len(quantities), 1), 6.4), squeeze=False)
     markers = "osD^v<>pXh*"
     ok = ok.assign(publication=ok["source"].fillna("unknown source").map(_publication))
     publications = sorted(ok["publication"].unique())
@@ -573,16 +577,19 @@ def parity_plot(rows: pd.DataFrame, path: Path) -> Path:
                       linestyle=":")
         axis.set_xscale("log")
         axis.set_yscale("log")
+        # Label the 2s and 5s only where they fit: across a decade or two.
+        few_decades = high / low < 300
         for ticks in (axis.xaxis, axis.yaxis):
             ticks.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-            ticks.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ticks.set_minor_formatter(FuncFormatter(
+                lambda value, _, show=few_decades: f"{value:g}" if show else ""))
             ticks.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.set_xlim(low, high)
         axis.set_ylim(low, high)
         axis.set_title(f"{quantity} (dotted: ±10%)")
         axis.set_xlabel(f"measured ({UNITS[quantity]})")
         axis.set_ylabel(f"predicted ({UNITS[quantity]})")
-        axis.legend(fontsize=6, loc="upper left")
+        axis.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     if not quantities:
         axes[0][0].text(0.5, 0.5, "no row could be predicted", ha="center", va="center")
     figure.tight_layout()
@@ -593,6 +600,7 @@ def parity_plot(rows: pd.DataFrame, path: Path) -> Path:
 
 
 def _publication(source: str, width: int = 60) -> str:
-    """The publication a row comes from: its source before the row-specific detail."""
-    head = source.split(" — ")[0].split(" (")[0]
+    """The publication a row comes from: its source before the row-specific detail
+    (the system after a comma: one MLPerf round's result logs are one marker)."""
+    head = source.split(" — ")[0].split(" (")[0].split(", ")[0]
     return head if len(head) <= width else head[: width - 1] + "…"

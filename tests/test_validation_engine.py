@@ -212,3 +212,12 @@ def test_row_framework_comes_from_the_column_then_the_source(fields, framework, 
                                              framework=framework)
     rows = validation.predict_rows(pd.DataFrame([row]))
     assert rows["predicted"].iloc[0] == pytest.approx(32 / times, rel=1e-9)
+
+
+def test_rows_name_the_framework_each_training_row_ran_under():
+    rows = validation.predict_rows(pd.DataFrame([
+        _row(id="a", framework="mxnet"),
+        _row(id="b", source="MLPerf Training v3.1 result log — epoch 5"),
+        _row(id="c", quantity="allreduce_busbw", message_bytes=2**20),
+    ]))
+    assert rows["framework"].tolist() == ["mxnet", "nvidia-mlperf", ""]
