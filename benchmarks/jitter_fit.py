@@ -30,6 +30,9 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compute_fit import LOSS_SCALE  # noqa: E402
 
 from simulator import validation  # noqa: E402
 
@@ -61,15 +64,12 @@ def log_error_matrix(rows: pd.DataFrame, grid: np.ndarray = GRID) -> pd.DataFram
     return pd.DataFrame(columns).dropna()
 
 
-#: The robust loss of benchmarks/compute_fit.py (soft L1, 10% scale): a row whose
-#: compute the model misses by tens of percent (its single-GPU row misses as much) must
-#: not buy its error back with jitter that every other row then carries.
-LOSS_SCALE = 0.1
-
-
 def objective(errors: pd.DataFrame) -> pd.Series:
-    """Per sigma: sum of soft-L1 losses of the log errors (about the sum of squares for
-    errors well under LOSS_SCALE)."""
+    """Per sigma: sum of soft-L1 losses of the log errors, the robust loss of
+    compute_fit.py at its scale (about the sum of squares for errors well under
+    LOSS_SCALE): a row whose compute the model misses by tens of percent (its single-GPU
+    row misses as much) must not buy its error back with jitter that every other row
+    then carries."""
     z = (errors / LOSS_SCALE) ** 2
     return (LOSS_SCALE**2 * 2.0 * (np.sqrt(1.0 + z) - 1.0)).sum()
 
