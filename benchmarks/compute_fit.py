@@ -47,14 +47,17 @@ PARAMETERS: tuple[tuple[tuple[str, ...], float, float], ...] = (
     (("gemm", "simt", "conv_fraction"), 0.3, 1.0),
     (("gemm", "simt", "winograd_reduction"), 1.0, 4.0),
     (("gemm", "simt", "conv_fraction_unified_l1"), 0.3, 1.0),
+    (("gemm", "simt", "conv_fraction_smx"), 0.1, 1.0),
 )
 #: Library figures each constant is pulled toward when the rows do not pin it (a source
 #: held out that alone separates two constants, say): large square cuBLAS HGEMMs at
 #: 0.85 of the tensor peak, convolutions at the GEMM rate, cuDNN's F(2x2,3x3) Winograd
-#: at 2.25 times fewer multiplies. Each enters as one residual ``PRIOR_WEIGHT *
+#: at 2.25 times fewer multiplies, and Kepler's SMX at 1/1.35 of that rate (NVIDIA's
+#: GM107 Maxwell whitepaper, 2014: the Maxwell SM delivers about 35% more performance
+#: per CUDA core than Kepler's). Each enters as one residual ``PRIOR_WEIGHT *
 #: log(value / prior)``: a fraction of one row's pull, so that rows that do pin a
 #: constant decide it.
-PRIORS = np.array([0.85, 1.0, 1.0, 2.25, 1.0])
+PRIORS = np.array([0.85, 1.0, 1.0, 2.25, 1.0, 1.0 / 1.35])
 PRIOR_WEIGHT = 0.1
 
 

@@ -282,6 +282,8 @@ def defaults_table() -> dict[str, Any]:
 
 #: Kinds of unit matrix math runs on, as :func:`matrix_unit` tells them.
 MATRIX_UNITS = ("tensor", "simt")
+#: SM designs whose convolutions defaults.toml may give their own efficiency (see there).
+SM_DESIGNS = ("unified_l1", "smx")
 
 
 def matrix_unit(gpu: GPUSpec, precision: str) -> str:
@@ -338,15 +340,16 @@ def default_constants(gpu: GPUSpec, table: Mapping[str, Any] | None = None
 
 
 def _conv_fraction(table: Mapping[str, Any], unit: str, gpu: GPUSpec, where: str) -> float:
-    """``gemm.<unit>.conv_fraction``, or ``conv_fraction_unified_l1`` for a GPU whose
-    architecture ``unified_l1_architectures`` lists."""
+    """``gemm.<unit>.conv_fraction``, or the value of the GPU's SM design where the unit's
+    table lists its architecture: ``conv_fraction_unified_l1`` under
+    ``unified_l1_architectures``, ``conv_fraction_smx`` under ``smx_architectures``."""
     unit_table = table.get("gemm", {}).get(unit, {})
-    if gpu.architecture in unit_table.get("unified_l1_architectures", ()):
-        name = f"{where}: gemm.{unit}.conv_fraction_unified_l1"
-        value = unit_table.get("conv_fraction_unified_l1")
-    else:
-        name, value = f"{where}: gemm.{unit}.conv_fraction", unit_table.get("conv_fraction")
-    return require_number(name, value, minimum=0.0, maximum=1.0, exclusive_minimum=True)
+    key = "conv_fraction"
+    for design in SM_DESIGNS:
+        if gpu.architecture in unit_table.get(f"{design}_architectures", ()):
+            key = f"conv_fraction_{design}"
+    return require_number(f"{where}: gemm.{unit}.{key}", unit_table.get(key), minimum=0.0,
+                          maximum=1.0, exclusive_minimum=True)
 
 
 def calibration_path(gpu: GPUSpec) -> Path:

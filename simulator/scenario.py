@@ -43,6 +43,8 @@ ALGORITHMS = ("allreduce", "ps-sync", "ps-async", "easgd", "gossip", "local-sgd"
 #: ``rhd`` is recursive halving-doubling (Thakur et al. 2005).
 COLLECTIVES = ("auto", "ring", "tree", "rhd", "hierarchical", "nvls")
 SERVER_PLACEMENTS = ("colocated", "dedicated")
+#: Who pushes to a parameter server: every GPU, or each node once for its GPUs.
+PS_AGGREGATIONS = ("gpu", "node")
 GOSSIP_VARIANTS = ("push", "pull")
 NOISES = ("none", "lognormal", "pareto", "exponential")
 
@@ -51,7 +53,7 @@ NOISES = ("none", "lognormal", "pareto", "exponential")
 ALGORITHM_OPTIONS: Mapping[str, Mapping[str, Any]] = MappingProxyType({
     "allreduce": MappingProxyType({"bucket_mb": 25.0, "overlap": True, "collective": "auto"}),
     "ps-sync": MappingProxyType({"servers": 1, "server_placement": "colocated",
-                                 "backup_workers": 0}),
+                                 "backup_workers": 0, "aggregation": "gpu"}),
     "ps-async": MappingProxyType({"servers": 1, "server_placement": "colocated",
                                   "staleness_bound": -1}),
     "easgd": MappingProxyType({"servers": 1, "server_placement": "colocated", "tau": 1,
@@ -623,6 +625,10 @@ def _algorithm_section(table: Mapping[str, Any], world_size: int) -> AlgorithmSe
                           nearest(key, allowed))
     options = {key: _option(name, key, table.get(key, default), world_size)
                for key, default in defaults.items()}
+    if options.get("aggregation") == "node" and options.get("backup_workers"):
+        raise ConfigError("algorithm.backup_workers", options["backup_workers"],
+                          "0 with aggregation 'node' (a node pushes one gradient for all its "
+                          "GPUs, so no single GPU's gradient can be dropped)")
     return AlgorithmSection(name, options)
 
 
@@ -638,6 +644,8 @@ def _option(algorithm: str, key: str, value: Any, world_size: int) -> Any:
         return _int(where, value, 1)
     if key == "server_placement":
         return _choice(where, value, SERVER_PLACEMENTS)
+    if key == "aggregation":
+        return _choice(where, value, PS_AGGREGATIONS)
     if key == "backup_workers":
         backup = _int(where, value, 0)
         if backup >= world_size:

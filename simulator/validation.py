@@ -22,7 +22,11 @@ Quantities and how they are predicted:
 
 Columns beyond :data:`REQUIRED_COLUMNS` that are read when present:
 ``accumulation_steps`` (micro-batches of ``batch_per_gpu`` accumulated per optimizer
-step; empty means 1) and ``framework`` (an id of :data:`models.frameworks.FRAMEWORKS`).
+step; empty means 1), ``framework`` (an id of :data:`models.frameworks.FRAMEWORKS`), and
+options of the row's algorithm (:data:`ALGORITHM_OPTION_COLUMNS`): ``servers``
+(parameter servers of a ``ps-sync``, ``ps-async`` or ``easgd`` row, colocated with the
+workers) and ``aggregation`` (``ps-sync``: ``gpu`` or ``node``); empty takes the
+algorithm's default.
 A training-speed row without a framework takes the one its source names (MLPerf,
 MXNet, TensorFlow, PyTorch: :func:`models.frameworks.framework_from_source`), else
 PyTorch, and lists that among its assumptions.
@@ -246,6 +250,9 @@ class RowSetup:
     algorithm: str
     assumptions: tuple[str, ...]
     framework: str = "pytorch"
+    #: Algorithm options the row states (its ``servers`` and ``aggregation`` columns),
+    #: as (option, value) pairs; the rest take the algorithm's defaults.
+    algorithm_options: tuple[tuple[str, object], ...] = ()
 
     @property
     def global_batch(self) -> int:
@@ -301,7 +308,26 @@ def row_setup(row: pd.Series) -> RowSetup:
     framework_id, framework_assumptions = row_framework(row)
     return RowSetup(model, batch, precision, _positive_int(row, "accumulation_steps", 1),
                     cluster, algorithm, documented + assumptions + framework_assumptions,
-                    framework_id)
+                    framework_id, _algorithm_options(row, algorithm))
+
+
+#: Columns that set an option of the row's algorithm, and how to read them.
+ALGORITHM_OPTION_COLUMNS = {"servers": "int", "aggregation": "text"}
+
+
+def _algorithm_options(row: pd.Series, algorithm: str) -> tuple[tuple[str, object], ...]:
+    from simulator.scenario import ALGORITHM_OPTIONS
+
+    options = []
+    for column, kind in ALGORITHM_OPTION_COLUMNS.items():
+        if _text(row, column) is None:
+            continue
+        if column not in ALGORITHM_OPTIONS[algorithm]:
+            raise Unsupported(f"{column} is set but algorithm {algorithm!r} has no such "
+                              f"option (its options: {', '.join(ALGORITHM_OPTIONS[algorithm])})")
+        value = _positive_int(row, column) if kind == "int" else _text(row, column)
+        options.append((column, value))
+    return tuple(options)
 
 
 def row_framework(row: pd.Series) -> tuple[str, tuple[str, ...]]:
@@ -387,7 +413,8 @@ class Simulations:
 
         cluster = setup.cluster if cluster is None else cluster
         key = (setup.model, setup.batch_per_gpu, setup.precision, setup.accumulation_steps,
-               setup.algorithm, setup.framework, _cluster_key(cluster))
+               setup.algorithm, setup.framework, setup.algorithm_options,
+               _cluster_key(cluster))
         if key not in self._runs:
             calibration = self.calibration
             if callable(calibration):
@@ -395,12 +422,19 @@ class Simulations:
             try:
                 costs = build_costs(setup, cluster, calibration)
                 stragglers = self._stragglers(cluster)
+                options = dict(setup.algorithm_options)
+                if "servers" in options:
+                    # Colocated servers live on worker GPUs: the one-GPU reference of a
+                    # scaling efficiency has one.
+                    options["servers"] = min(options["servers"], cluster.world_size)
                 if stragglers is None:
-                    result = simulate(costs, setup.algorithm, iterations=self.iterations)
+                    result = simulate(costs, setup.algorithm, iterations=self.iterations,
+                                      options=options)
                 else:
                     result = simulate(costs, setup.algorithm,
                                       iterations=max(self.iterations, JITTER_ITERATIONS),
-                                      stragglers=stragglers, seed=JITTER_SEED)
+                                      options=options, stragglers=stragglers,
+                                      seed=JITTER_SEED)
             except ConfigError as exc:
                 raise Unsupported(str(exc)) from None
             self._runs[key] = dict(result.summary)

@@ -20,7 +20,9 @@ from models.workloads import GRADIENT_BYTES_PER_PARAM, layer_table, workload, wo
 #: id: (torchvision num_params, torchvision GFLOPS = multiply-adds in units of 1e9).
 PUBLISHED = {
     "alexnet": (61_100_840, 0.714),  # AlexNet_Weights.IMAGENET1K_V1
+    "vgg11": (132_863_336, 7.609),  # VGG11_Weights.IMAGENET1K_V1
     "vgg16": (138_357_544, 15.47),  # VGG16_Weights.IMAGENET1K_V1
+    "vgg19": (143_667_240, 19.63),  # VGG19_Weights.IMAGENET1K_V1
     "resnet18": (11_689_512, 1.814),  # ResNet18_Weights.IMAGENET1K_V1
     "resnet34": (21_797_672, 3.664),  # ResNet34_Weights.IMAGENET1K_V1
     "resnet50": (25_557_032, 4.089),  # ResNet50_Weights.IMAGENET1K_V1
@@ -87,7 +89,7 @@ def test_resnet50_layers_from_closed_forms():
 
 
 def test_sequential_networks_chain_shapes():
-    for workload_id in ("alexnet", "vgg16"):
+    for workload_id in ("alexnet", "vgg11", "vgg16", "vgg19"):
         layers = workload(workload_id).layers
         for before, after in zip(layers, layers[1:], strict=False):
             assert after.input_elements == before.output_elements, (workload_id, after.name)

@@ -14,6 +14,8 @@ from models.workloads import Layer, Workload
 A100 = catalog.gpu("a100-sxm4-80gb")
 V100 = catalog.gpu("v100-sxm2")
 P100 = catalog.gpu("p100-sxm2")
+K80 = catalog.gpu("k80")
+M40 = catalog.gpu("m40")
 
 TIME_COLUMNS = ["forward_s", "backward_input_s", "backward_weight_s", "update_s"]
 
@@ -295,7 +297,20 @@ def test_simt_convolutions_take_the_value_of_their_sm_design():
         simt["conv_fraction_unified_l1"])
     assert compute.compute_constants(P100, None).conv_fraction("simt") == pytest.approx(
         simt["conv_fraction"])
+    assert simt["smx_architectures"] == ["kepler"]
+    assert compute.compute_constants(K80, None).conv_fraction("simt") == pytest.approx(
+        simt["conv_fraction_smx"])
+    # Maxwell's SM is Pascal's design, not Kepler's: it takes the separate-L1 value.
+    assert compute.compute_constants(M40, None).conv_fraction("simt") == pytest.approx(
+        simt["conv_fraction"])
     broken = {**table, "gemm": {**table["gemm"], "simt": {**simt,
                                                            "conv_fraction_unified_l1": 1.5}}}
     with pytest.raises(ConfigError, match="conv_fraction_unified_l1"):
         compute.default_constants(V100, broken)
+    missing = {**table, "gemm": {**table["gemm"], "simt": {
+        key: value for key, value in simt.items() if key != "conv_fraction_smx"}}}
+    with pytest.raises(ConfigError, match="conv_fraction_smx"):
+        compute.default_constants(K80, missing)
+    # A GPU of another design does not need the SMX value.
+    assert compute.default_constants(P100, missing).conv_fraction("simt") == pytest.approx(
+        simt["conv_fraction"])

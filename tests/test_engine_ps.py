@@ -71,6 +71,53 @@ def test_colocated_server_in_one_node_matches_the_closed_form():
                                rtol=1e-9)
 
 
+@pytest.mark.parametrize("servers", [1, 2, 4])
+def test_node_aggregation_matches_the_closed_form(servers):
+    # Each node's host pulls the model once and pushes one summed gradient; a server's
+    # NIC takes the nodes' shards, a node's NIC its whole model; a copy between the
+    # host and its GPUs crosses each GPU's own link once per direction.
+    c = costs(nodes=2, gpus_per_node=4)
+    result = simulate(c, "ps-sync", iterations=3,
+                      options={"servers": servers, "server_placement": "dedicated",
+                               "aggregation": "node"})
+    n, nodes = c.model_bytes, c.cluster.nodes
+    nic_Bps = c.cluster.node_bandwidth_Bps
+    wire_s = c.cluster.inter_link.latency_s + max(nodes / servers, 1.0) * n / nic_Bps
+    intra = c.cluster.intra_link
+    copy_s = intra.latency_s + n / intra.achievable_bandwidth_Bps
+    period = (wire_s + copy_s) + c.gradient_compute_s + (copy_s + wire_s) \
+        + c.update_total_s / servers
+    np.testing.assert_allclose(result.update_log["time_s"], period * np.arange(1, 4),
+                               rtol=1e-9)
+    assert result.summary["communication_s"] == pytest.approx(2 * (wire_s + copy_s),
+                                                              rel=1e-9)
+    # Every GPU's gradient counts: samples are the whole cluster's.
+    assert result.summary["throughput_samples_per_s"] == pytest.approx(
+        c.workers * c.batch_per_gpu / period, rel=1e-9)
+
+
+def test_node_aggregation_relieves_the_server_nic():
+    # Eight GPUs per node: per-GPU pushes put 8x the bytes on the server's NIC.
+    c = costs(nodes=4, gpus_per_node=8, gradient_bytes=50 * 2**20)
+    options = {"server_placement": "dedicated", "servers": 2}
+    per_gpu = simulate(c, "ps-sync", iterations=3, options=options)
+    per_node = simulate(c, "ps-sync", iterations=3, options={**options, "aggregation": "node"})
+    assert per_gpu.summary["communication_s"] > 4 * per_node.summary["communication_s"]
+
+
+def test_node_aggregation_waits_for_the_slowest_gpu_of_each_node():
+    c = costs(nodes=2, gpus_per_node=4)
+    model = StragglerModel(noise=LogNormal(0.3))
+    result = simulate(c, "ps-sync", iterations=4, stragglers=model, seed=3,
+                      options={"aggregation": "node", "servers": 2})
+    frame = result.iterations
+    # Within a node every GPU ends the step together; the faster ones wait.
+    ends = frame.groupby(["iteration", frame["worker"] // 4])["end_s"].nunique()
+    assert (ends == 1).all()
+    assert (frame["waiting_s"] >= -1e-12).all()
+    assert (frame.groupby("iteration")["waiting_s"].max() > 0).all()
+
+
 def test_one_server_nic_is_a_bottleneck_that_more_servers_relieve():
     c = costs(nodes=4, gpus_per_node=8, gradient_bytes=50 * 2**20)
     one = simulate(c, "ps-async", iterations=3, options={"server_placement": "dedicated"})
@@ -179,6 +226,8 @@ def test_ps_runs_are_deterministic():
     ("ps-sync", {"staleness_bound": 1}, "algorithm.staleness_bound"),
     ("ps-async", {"staleness_bound": -2}, "algorithm.staleness_bound"),
     ("ps-async", {"backup_workers": 1}, "algorithm.backup_workers"),
+    ("ps-sync", {"aggregation": "host"}, "algorithm.aggregation"),
+    ("ps-sync", {"aggregation": "node", "backup_workers": 1}, "algorithm.backup_workers"),
 ])
 def test_bad_ps_options_name_the_field(algorithm, options, field):
     with pytest.raises(ConfigError) as error:

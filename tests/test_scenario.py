@@ -68,7 +68,8 @@ def test_minimal_scenario_gets_every_default_of_the_contract():
 
 
 @pytest.mark.parametrize("name, options", [
-    ("ps-sync", {"servers": 1, "server_placement": "colocated", "backup_workers": 0}),
+    ("ps-sync", {"servers": 1, "server_placement": "colocated", "backup_workers": 0,
+                 "aggregation": "gpu"}),
     ("ps-async", {"servers": 1, "server_placement": "colocated", "staleness_bound": -1}),
     ("easgd", {"servers": 1, "server_placement": "colocated", "tau": 1, "moving_rate": 0.9}),
     ("gossip", {"variant": "push"}),
@@ -256,6 +257,9 @@ def test_invalid_scenarios_name_the_field(data, field, fragment):
     ({"name": "easgd", "moving_rate": 1.5}, "algorithm.moving_rate", "<= 1"),
     ({"name": "local-sgd", "local_steps": 0}, "algorithm.local_steps", ">= 1"),
     ({"name": "gossip", "variant": "shout"}, "algorithm.variant", "push"),
+    ({"name": "ps-sync", "aggregation": "rack"}, "algorithm.aggregation", "node"),
+    ({"name": "ps-sync", "aggregation": "node", "backup_workers": 2},
+     "algorithm.backup_workers", "aggregation 'node'"),
     ({"name": "gossip", "bucket_mb": 25.0}, "algorithm.bucket_mb", "option of allreduce"),
 ])
 def test_invalid_algorithm_options_name_the_field(algorithm, field, fragment):

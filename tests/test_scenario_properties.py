@@ -140,6 +140,7 @@ def well_formed(draw):
                      "servers": st.integers(1, 16),
                      "server_placement": st.sampled_from(["colocated", "dedicated"]),
                      "backup_workers": small, "staleness_bound": st.integers(-1, 10),
+                     "aggregation": st.sampled_from(["gpu", "node"]),
                      "tau": st.integers(1, 64), "moving_rate": st.floats(0.01, 1.0),
                      "variant": st.sampled_from(["push", "pull"]),
                      "local_steps": st.integers(1, 64)}

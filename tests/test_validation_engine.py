@@ -112,11 +112,31 @@ def test_time_to_train_uses_the_convergence_law_at_the_global_batch():
                        "target": "top1=0.759"}, "unsupported: global_batch: 131072"),
     ("iteration_time", {"accumulation_steps": 0.5},
      "unsupported: accumulation_steps 0.5 is not a positive integer"),
+    ("throughput", {"servers": 2},
+     "unsupported: servers is set but algorithm 'allreduce' has no such option"),
+    ("throughput", {"algorithm": "ps-sync", "servers": 0},
+     "unsupported: servers 0.0 is not a positive integer"),
+    ("throughput", {"algorithm": "ps-sync", "aggregation": "rack"},
+     "unsupported: algorithm.aggregation: 'rack'"),
 ])
 def test_unsupported_rows_carry_the_reason(quantity, fields, reason):
     row = _row(quantity=quantity, **fields)
     status = validation.predict_rows(pd.DataFrame([row]))["status"].iloc[0]
     assert status.startswith(reason)
+
+
+def test_parameter_server_rows_take_their_servers_and_aggregation():
+    # Two nodes of four GPUs over 10 GbE: pushing one summed gradient per node moves a
+    # quarter of the bytes per-GPU pushes do, so the step is faster.
+    fields = {"algorithm": "ps-sync", "gpus_total": 8, "gpus_per_node": 4,
+              "inter_link": "eth-10g", "model": "vgg16", "servers": 2}
+    per_gpu = _predict("throughput", **fields)
+    per_node = _predict("throughput", aggregation="node", **fields)
+    assert per_node > 1.5 * per_gpu
+    one_server = _predict("throughput", **{**fields, "servers": 1})
+    assert one_server < per_gpu
+    # The one-GPU reference of a scaling efficiency has one colocated server.
+    assert 0.0 < _predict("scaling_efficiency", aggregation="node", **fields) < 1.0
 
 
 def test_documented_defaults_fill_an_empty_field_and_say_so():

@@ -239,16 +239,22 @@ def alexnet() -> Workload:
 
 # --- VGG ----------------------------------------------------------------------------
 
-#: Configuration D of Simonyan & Zisserman, Table 1: conv widths, "M" for max pool.
-VGG16_CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
-                512, 512, 512, "M", 512, 512, 512, "M")
+#: Configurations of Simonyan & Zisserman, Table 1: conv widths, "M" for max pool.
+VGG_CONFIGS = {
+    "vgg11": ("A", (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")),
+    "vgg16": ("D", (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
+                    512, 512, 512, "M", 512, 512, 512, "M")),
+    "vgg19": ("E", (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
+                    512, 512, 512, 512, "M", 512, 512, 512, 512, "M")),
+}
 
 
-def vgg16() -> Workload:
-    """torchvision's vgg16 (configuration D, no batch norm)."""
+def vgg(workload_id: str) -> Workload:
+    """torchvision's vgg11/vgg16/vgg19 (configurations A, D, E; no batch norm)."""
+    letter, config = VGG_CONFIGS[workload_id]
     image = Shape(3, 224, 224)
     net = Network(image)
-    for item, position in _vgg_indices(VGG16_CONFIG):
+    for item, position in _vgg_indices(config):
         if item == "M":
             net.pool(f"features.{position}", 2, stride=2)
         else:
@@ -262,10 +268,12 @@ def vgg16() -> Workload:
     net.relu("classifier.4")
     net.dropout("classifier.5")
     net.linear("classifier.6", IMAGENET_CLASSES)
+    depth = workload_id.removeprefix("vgg")
     return _workload(
-        "vgg16", "VGG-16", net, image,
+        workload_id, f"VGG-{depth}", net, image,
         "Simonyan, Zisserman 2015, Very Deep Convolutional Networks for Large-Scale Image "
-        "Recognition (ICLR, arXiv 1409.1556), configuration D; torchvision.models.vgg16",
+        f"Recognition (ICLR, arXiv 1409.1556), configuration {letter}; "
+        f"torchvision.models.{workload_id}",
     )
 
 
@@ -468,7 +476,7 @@ def inception_v3() -> Workload:
 
 BUILDERS: dict[str, Callable[[], Workload]] = {
     "alexnet": alexnet,
-    "vgg16": vgg16,
+    **{workload_id: partial(vgg, workload_id) for workload_id in VGG_CONFIGS},
     **{workload_id: partial(resnet, workload_id) for workload_id in RESNET_STAGES},
     "inception-v3": inception_v3,
 }

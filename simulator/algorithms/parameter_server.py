@@ -63,13 +63,20 @@ class ParameterServers:
 
     def pull(self, worker: int) -> simpy.Event:
         """Every shard from its server to the worker; fires when the last has arrived."""
-        endpoint = self.net.worker_endpoint(worker)
+        return self.pull_to(self.net.worker_endpoint(worker))
+
+    def pull_to(self, endpoint: tuple[int, int | None]) -> simpy.Event:
+        """Every shard to ``endpoint`` (a worker GPU, or ``(node, None)``: a node's host,
+        which reaches another node through the NICs and its own node's servers for free)."""
         return self._gather([self.net.transfer(host, endpoint, self.shard_bytes)
                              for host in self.hosts])
 
     def send(self, worker: int) -> simpy.Event:
         """Every gradient shard from the worker to its server (no apply)."""
-        endpoint = self.net.worker_endpoint(worker)
+        return self.send_from(self.net.worker_endpoint(worker))
+
+    def send_from(self, endpoint: tuple[int, int | None]) -> simpy.Event:
+        """Every gradient shard from ``endpoint`` (see :meth:`pull_to`) to its server."""
         return self._gather([self.net.transfer(endpoint, host, self.shard_bytes)
                              for host in self.hosts])
 

@@ -8,9 +8,18 @@ gradient that arrives later, or was computed on an older version, is dropped (Ch
 2016: the slowest ``b`` gradients of each step are not waited for); its worker pulls the
 new parameters and joins the next step.
 
-A run is ``iterations`` steps. Breakdown: ``communication_s`` is the pull plus the push;
-``waiting_s`` the wait for the step to be applied (other workers, the apply) and time
-lost to failures.
+``aggregation = "node"``: each node's host sums its GPUs' gradients before pushing one
+gradient for the node, and pulls the parameters once for all of them, as TensorFlow's
+``distributed_replicated`` mode (tf_cnn_benchmarks: the towers' gradients averaged on the
+worker, one apply per worker on the servers, the updated value read once per worker and
+copied to each GPU) and MXNet's ``dist_device_sync`` kvstore do. The servers then see
+``nodes`` gradients per step, not ``workers``. Moving a copy of the model between the host
+and its GPUs takes each GPU's own link in parallel: ``latency + model_bytes /
+intra-node bandwidth``, once after the pull and once before the push. No backup workers.
+
+A run is ``iterations`` steps. Breakdown: ``communication_s`` is the pull plus the push
+(with the node's copies); ``waiting_s`` the wait for the step to be applied (other
+workers, the apply) and time lost to failures.
 """
 
 from __future__ import annotations
@@ -20,12 +29,13 @@ from typing import Any
 
 import simpy
 
-from models.errors import ConfigError, require_int
+from models.errors import ConfigError, require_choice, require_int
 from simulator.algorithms.parameter_server import ParameterServers, validate_servers
 from simulator.costs import Costs
 
 OPTIONS: Mapping[str, Any] = {"servers": 1, "server_placement": "colocated",
-                              "backup_workers": 0}
+                              "backup_workers": 0, "aggregation": "gpu"}
+AGGREGATIONS = ("gpu", "node")
 SYNCHRONOUS = True
 
 
@@ -35,17 +45,26 @@ def validate(options: Mapping[str, Any], costs: Costs) -> dict[str, Any]:
     if backup >= costs.workers:
         raise ConfigError("algorithm.backup_workers", backup,
                           f"fewer than the {costs.workers} workers")
-    return {"servers": servers, "server_placement": placement, "backup_workers": backup}
+    aggregation = require_choice("algorithm.aggregation", options["aggregation"],
+                                 AGGREGATIONS)
+    if aggregation == "node" and backup:
+        raise ConfigError("algorithm.backup_workers", backup,
+                          "0 with aggregation 'node' (a node pushes one gradient for all "
+                          "its GPUs, so no single GPU's gradient can be dropped)")
+    return {"servers": servers, "server_placement": placement, "backup_workers": backup,
+            "aggregation": aggregation}
 
 
 class _Steps:
     """Counts the gradients of the current step and applies it when enough are in."""
 
-    def __init__(self, ctx, servers: ParameterServers, needed: int, finished: simpy.Event):
+    def __init__(self, ctx, servers: ParameterServers, needed: int, finished: simpy.Event,
+                 gradients_per_delivery: int = 1):
         self.ctx = ctx
         self.env = ctx.env
         self.apply_s = servers.apply_s
         self.needed = needed
+        self.gradients_per_delivery = gradients_per_delivery
         self.finished = finished
         self.accepted = 0
         self.done = self.env.event()
@@ -63,7 +82,7 @@ class _Steps:
         ctx = self.ctx
         version = ctx.recorder.update(self.env.now, "sync", read_version=ctx.recorder.version,
                                       step=ctx.recorder.version)
-        ctx.gradients_applied += self.needed
+        ctx.gradients_applied += self.needed * self.gradients_per_delivery
         self.accepted = 0
         done, self.done = self.done, self.env.event()
         done.succeed()
@@ -94,10 +113,55 @@ def _worker(ctx, worker: int, servers: ParameterServers, steps: _Steps):
         iteration += 1
 
 
+def _node(ctx, node: int, servers: ParameterServers, steps: _Steps):
+    env = ctx.env
+    recorder = ctx.recorder
+    base_s = ctx.costs.gradient_compute_s
+    cluster = ctx.costs.cluster
+    gpus = cluster.gpus_per_node
+    workers = range(node * gpus, (node + 1) * gpus)
+    host = (node, None)
+    copy_s = 0.0
+    if gpus > 1:
+        copy_s = (cluster.intra_link.latency_s
+                  + ctx.costs.model_bytes / cluster.intra_link.achievable_bandwidth_Bps)
+    iteration = 0
+    while True:
+        start_s = env.now
+        read_version = recorder.version
+        yield servers.pull_to(host)
+        if copy_s:
+            yield env.timeout(copy_s)
+        pull_s = env.now - start_s
+        phases = [env.process(ctx.compute(worker, base_s)) for worker in workers]
+        yield env.all_of(phases)
+        push_from = env.now
+        if copy_s:
+            yield env.timeout(copy_s)
+        yield servers.send_from(host)
+        push_s = env.now - push_from
+        step = steps.deliver(read_version)
+        if step is not None:
+            yield step
+        communication_s = pull_s + push_s
+        for worker, phase in zip(workers, phases, strict=True):
+            compute_s, _ = phase.value
+            recorder.iteration(iteration, worker, start_s, compute_s, communication_s,
+                               env.now - start_s - compute_s - communication_s, env.now)
+        iteration += 1
+
+
 def run(ctx) -> simpy.Event:
     options = ctx.options
     servers = ParameterServers(ctx, options["servers"], options["server_placement"])
     finished = ctx.env.event()
+    if options["aggregation"] == "node":
+        nodes = ctx.costs.cluster.nodes
+        steps = _Steps(ctx, servers, nodes, finished,
+                       gradients_per_delivery=ctx.costs.cluster.gpus_per_node)
+        for node in range(nodes):
+            ctx.env.process(_node(ctx, node, servers, steps))
+        return finished
     steps = _Steps(ctx, servers, ctx.workers - options["backup_workers"], finished)
     for worker in range(ctx.workers):
         ctx.env.process(_worker(ctx, worker, servers, steps))
