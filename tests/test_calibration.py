@@ -231,13 +231,18 @@ def test_device_names_map_to_catalog_ids():
         assert catalog.gpu(known).id == known
 
 
+def test_device_names_map_to_catalog_gpus():
+    for name, gpu_id in calibrate.DEVICE_IDS.items():
+        assert calibrate.gpu_id_for_device(f"  {name} ") == catalog.gpu(gpu_id).id
+
+
 def test_unknown_device_needs_an_explicit_id():
     with pytest.raises(ConfigError, match="--gpu-id"):
         calibrate.gpu_id_for_device("NVIDIA L4")
     assert calibrate.gpu_id_for_device("NVIDIA L4", override="a100-sxm4-80gb") == \
         "a100-sxm4-80gb"
     with pytest.raises(ConfigError, match="--gpu-id"):
-        calibrate.gpu_id_for_device("NVIDIA GeForce RTX 4090", override="rtx-4090")
+        calibrate.gpu_id_for_device("NVIDIA GeForce RTX 5090", override="rtx-5090")
 
 
 def test_calibrate_without_cupy_exits_2_with_a_message(monkeypatch, capsys):

@@ -35,3 +35,26 @@ def test_single_gpu_throughput_within_15_percent(row, model, gpu_id, batch, prec
     predicted = compute.training_throughput_samples_per_s(
         workloads.workload(model), catalog.gpu(gpu_id), batch, precision, calibration=None)
     assert predicted == pytest.approx(measured, rel=0.15)
+
+
+def test_compute_fit_takes_filled_gpus_only():
+    # benchmarks/compute_fit.py fits image models at 64 or more images per GPU (the
+    # compute model has no per-iteration overhead or partly filled wave); transformer rows
+    # and every multi-GPU row are outside that rule's reach.
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("compute_fit",
+                                                  root / "benchmarks" / "compute_fit.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    rows = module.fit_rows().set_index("id")
+    assert (rows["gpus_total"] == 1).all()
+    images = rows[rows["model"] != "bert-large-seq128"]
+    assert (images["batch_per_gpu"] >= module.FIT_MIN_IMAGES_PER_GPU).all()
+    assert "v07" in rows.index  # BERT-large, 32 sequences of 128 tokens
+    assert {"x10", "x11", "x12", "x13"}.isdisjoint(rows.index)  # V100 at 16-32 images
+    assert {"x14", "x15", "x16", "x17"} <= set(rows.index)  # V100 at 64-128 images

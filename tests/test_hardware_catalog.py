@@ -27,9 +27,12 @@ GPUS = catalog.gpus()
 LINKS = catalog.links()
 
 REQUIRED_GPUS = (
-    "k40", "k80", "m40", "titan-x-maxwell", "titan-x-pascal", "p100-pcie", "p100-sxm2",
-    "v100-pcie", "v100-sxm2", "t4", "a10g", "l4", "l40s", "a100-pcie", "a100-sxm4-40gb",
-    "a100-sxm4-80gb", "h100-pcie", "h100-sxm", "h200-sxm", "b200", "mi250x", "mi300x",
+    "k40", "k80", "m40", "m60", "titan-x-maxwell", "titan-x-pascal", "gtx-1080", "gtx-1080-ti",
+    "p40",
+    "p100-pcie", "p100-sxm2", "v100-pcie", "v100s-pcie", "v100-sxm2", "titan-v", "t4",
+    "rtx-2080-ti", "titan-rtx", "a10g", "rtx-3090", "rtx-a6000", "a40", "a30", "l4", "l40s",
+    "rtx-4090", "a100-pcie", "a100-sxm4-40gb", "a100-sxm4-80gb", "h100-pcie", "h100-sxm",
+    "h200-sxm", "b200", "mi250x", "mi300x",
 )
 REQUIRED_LINKS = (
     "pcie3", "pcie4", "pcie5", "nvlink1", "nvlink2", "nvlink3", "nvlink4", "nvlink5",
@@ -44,6 +47,9 @@ TENSOR_ARCHITECTURES = {"volta", "turing", "ampere", "ada", "hopper", "blackwell
 #: bf16 and tf32 came with Ampere (NVIDIA) and CDNA3 (tf32, AMD); fp8 with Ada/Hopper/CDNA3.
 BEFORE_AMPERE = {"kepler", "maxwell", "pascal", "volta", "turing"}
 FP8_ARCHITECTURES = {"ada", "hopper", "blackwell", "cdna3"}
+#: Pascal GP102/GP104 boards: fp16 arithmetic at 1/64 of fp32 (CUDA C++ Programming Guide,
+#: compute capability 6.1), so no fp16 training.
+SLOW_FP16_PASCAL = {"titan-x-pascal", "gtx-1080", "gtx-1080-ti", "p40"}
 
 
 def matrix(gpu_id, precision):
@@ -117,9 +123,35 @@ def test_precisions_follow_the_architecture_generation(gpu):
     if gpu.architecture in BEFORE_AMPERE:
         assert "bf16" not in trainable
     assert ("fp8" in trainable) == (gpu.architecture in FP8_ARCHITECTURES)
-    # fp16 training needs fast half math: none on Kepler/Maxwell, nor on GP102 (1/64 rate).
+    # fp16 training needs fast half math: none on Kepler/Maxwell, nor on GP102/GP104
+    # (1/64 rate).
     assert ("fp16" in trainable) == (gpu.architecture not in {"kepler", "maxwell"}
-                                     and gpu.id != "titan-x-pascal")
+                                     and gpu.id not in SLOW_FP16_PASCAL)
+
+
+@pytest.mark.parametrize("gpu_id", sorted(SLOW_FP16_PASCAL))
+def test_gp102_and_gp104_run_fp16_at_a_64th_of_fp32(gpu_id):
+    assert vector(gpu_id, "fp16") == pytest.approx(vector(gpu_id, "fp32") / 64, rel=0.02)
+    assert vector(gpu_id, "fp64") == pytest.approx(vector(gpu_id, "fp32") / 32, rel=0.02)
+
+
+# (GeForce board, board of the same chip that runs fp32 accumulate at full rate): GeForce
+# tensor cores run fp16 with fp32 accumulate, what mixed-precision training uses, at half
+# the fp16-accumulate rate (Turing, GA102 and Ada whitepapers; Tom's Hardware's TITAN RTX
+# review), so per fp32 FLOP they deliver half the sibling's tensor rate.
+GEFORCE_HALF_RATE = [("rtx-2080-ti", "titan-rtx"), ("rtx-3090", "rtx-a6000"),
+                     ("rtx-3090", "a40"), ("rtx-4090", "l40s")]
+
+
+@pytest.mark.parametrize("geforce, sibling", GEFORCE_HALF_RATE,
+                         ids=[f"{g}-vs-{s}" for g, s in GEFORCE_HALF_RATE])
+def test_geforce_tensor_rate_is_the_fp32_accumulate_half_rate(geforce, sibling):
+    assert GPUS[geforce].architecture == GPUS[sibling].architecture
+    for precision in ("fp16", "bf16", "fp8"):
+        if precision not in GPUS[geforce].matrix_flops_per_s:
+            continue
+        per_fp32 = {g: matrix(g, precision) / vector(g, "fp32") for g in (geforce, sibling)}
+        assert per_fp32[geforce] == pytest.approx(per_fp32[sibling] / 2, rel=0.02), precision
 
 
 @pytest.mark.parametrize("gpu", [g for g in GPUS.values() if "fp8" in g.matrix_flops_per_s],
@@ -163,6 +195,10 @@ def test_variants_of_one_chip_differ_only_where_the_datasheets_say():
     for pcie, sxm in (("p100-pcie", "p100-sxm2"), ("v100-pcie", "v100-sxm2"),
                       ("h100-pcie", "h100-sxm")):
         assert matrix(pcie, "fp32") < matrix(sxm, "fp32")
+    # V100S is a V100 PCIe with higher clocks, 32 GB and faster HBM2.
+    for precision in ("fp64", "fp32", "fp16"):
+        assert matrix("v100s-pcie", precision) > matrix("v100-pcie", precision)
+    assert GPUS["v100s-pcie"].memory_bandwidth_Bps > GPUS["v100-pcie"].memory_bandwidth_Bps
 
 
 # ---------------------------------------------------------------- GPU spot checks
@@ -188,6 +224,23 @@ SPOT_FLOPS = [
     ("mi300x", "vector", "fp64", 81.7, "AMD MI300X data sheet: 81.7 TF fp64 vector"),
     ("k40", "vector", "fp32", 4.29, "NVIDIA Tesla K40 datasheet: 4.29 TF fp32"),
     ("m40", "vector", "fp32", 7.0, "NVIDIA Tesla M40 datasheet: 7 TF fp32"),
+    ("gtx-1080", "vector", "fp32", 8.873, "NVIDIA GTX 1080 whitepaper: 8873 GFLOPS"),
+    ("v100s-pcie", "matrix", "fp16", 130, "NVIDIA V100 datasheet, V100S PCIe: 130 TF tensor"),
+    ("v100s-pcie", "vector", "fp64", 8.2, "NVIDIA V100 datasheet, V100S PCIe: 8.2 TF fp64"),
+    ("titan-v", "matrix", "fp16", 119.2,
+     "Tom's Hardware Titan RTX review: TITAN V 119.2 TF fp16 with fp32 accumulate"),
+    ("rtx-2080-ti", "matrix", "fp16", 53.8,
+     "Turing whitepaper, RTX 2080 Ti reference: 53.8 TF with fp32 accumulate"),
+    ("titan-rtx", "matrix", "fp16", 130.5, "Tom's Hardware Titan RTX review: 130.5 TF"),
+    ("rtx-3090", "matrix", "tf32", 35.6, "GA102 whitepaper, RTX 3090: 35.6 TF tf32 dense"),
+    ("rtx-a6000", "matrix", "bf16", 154.8, "GA102 whitepaper, RTX A6000: 309.7 TF sparse"),
+    ("a40", "matrix", "tf32", 74.8, "NVIDIA A40 datasheet: 74.8 TF tf32 dense"),
+    ("a30", "matrix", "fp64", 10.3, "NVIDIA A30 datasheet: 10.3 TF fp64 tensor"),
+    ("a30", "matrix", "bf16", 165, "NVIDIA A30 datasheet: 330 TF bf16 with sparsity"),
+    ("rtx-4090", "matrix", "fp16", 165.2,
+     "Ada whitepaper, RTX 4090: 165.2 TF fp16 with fp32 accumulate dense"),
+    ("rtx-4090", "matrix", "fp8", 330.3,
+     "Ada whitepaper, RTX 4090: 330.3 TF fp8 with fp32 accumulate dense"),
 ]
 
 
@@ -204,6 +257,10 @@ SPOT_MEMORY = [
     ("a100-sxm4-40gb", 1555, 40), ("h100-sxm", 3350, 80), ("h100-pcie", 2000, 80),
     ("h200-sxm", 4800, 141), ("l4", 300, 24), ("l40s", 864, 48), ("t4", 320, 16),
     ("a10g", 600, 24), ("mi300x", 5300, 192), ("k40", 288, 12), ("titan-x-pascal", 480, 12),
+    ("gtx-1080", 320, 8), ("gtx-1080-ti", 484, 11), ("p40", 346, 24), ("titan-v", 652.8, 12),
+    ("v100s-pcie", 1134, 32), ("rtx-2080-ti", 616, 11), ("titan-rtx", 672, 24),
+    ("rtx-3090", 936, 24), ("rtx-a6000", 768, 48), ("a40", 696, 48), ("a30", 933, 24),
+    ("rtx-4090", 1008, 24),
 ]
 
 
@@ -212,6 +269,29 @@ SPOT_MEMORY = [
 def test_memory_matches_the_datasheet(gpu_id, bandwidth_GBps, capacity_GB):
     assert GPUS[gpu_id].memory_bandwidth_Bps == pytest.approx(bandwidth_GBps * GBps)
     assert GPUS[gpu_id].memory_bytes == pytest.approx(capacity_GB * 1e9)
+
+
+# (gpu, CUDA cores, boost MHz, memory bus bits, Gbit/s per pin), as the entries' sources
+# state them: fp32 = cores x 2 FLOP (one FMA) x boost clock, and memory bandwidth = bus
+# width x data rate, so a rate entered at another clock or a mistyped digit fails.
+CORES_AND_CLOCKS = [
+    ("m60", 2048, 1178, 256, 5),
+    ("gtx-1080", 2560, 1733, 256, 10), ("gtx-1080-ti", 3584, 1582, 352, 11),
+    ("p40", 3840, 1531, 384, 7.2), ("titan-v", 5120, 1455, 3072, 1.7),
+    ("v100s-pcie", 5120, 1601, 4096, 2.214), ("rtx-2080-ti", 4352, 1545, 352, 14),
+    ("titan-rtx", 4608, 1770, 384, 14), ("rtx-3090", 10496, 1695, 384, 19.5),
+    ("rtx-a6000", 10752, 1800, 384, 16), ("a40", 10752, 1740, 384, 14.5),
+    ("a30", 3584, 1440, 3072, 2.43), ("rtx-4090", 16384, 2520, 384, 21),
+]
+
+
+@pytest.mark.parametrize("gpu_id, cores, boost_MHz, bus_bits, gbps_per_pin", CORES_AND_CLOCKS,
+                         ids=[r[0] for r in CORES_AND_CLOCKS])
+def test_fp32_and_bandwidth_follow_from_cores_clock_and_bus(gpu_id, cores, boost_MHz,
+                                                            bus_bits, gbps_per_pin):
+    assert vector(gpu_id, "fp32") == pytest.approx(cores * 2 * boost_MHz * 1e6, rel=3e-3)
+    assert GPUS[gpu_id].memory_bandwidth_Bps == pytest.approx(bus_bits * gbps_per_pin * Gbps,
+                                                              rel=2e-3)
 
 
 # ---------------------------------------------------------------- prices

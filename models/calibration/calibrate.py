@@ -31,8 +31,22 @@ DEVICE_IDS: Mapping[str, str] = {
     "NVIDIA H100 80GB HBM3": "h100-sxm",
     "NVIDIA H200": "h200-sxm",
     "NVIDIA A100-SXM4-80GB": "a100-sxm4-80gb",
+    "NVIDIA A100-SXM4-40GB": "a100-sxm4-40gb",
+    "NVIDIA A10G": "a10g",
+    "NVIDIA A30": "a30",
+    "NVIDIA A40": "a40",
+    "NVIDIA RTX A6000": "rtx-a6000",
+    "NVIDIA L40S": "l40s",
+    "NVIDIA GeForce RTX 3090": "rtx-3090",
+    "NVIDIA GeForce RTX 4090": "rtx-4090",
+    "Tesla T4": "t4",
+    # The 32 GB V100 SXM2 has the 16 GB board's clocks and HBM2 bandwidth.
     "Tesla V100-SXM2-16GB": "v100-sxm2",
+    "Tesla V100-SXM2-32GB": "v100-sxm2",
+    "Tesla V100-PCIE-16GB": "v100-pcie",
     "Tesla P100-SXM2-16GB": "p100-sxm2",
+    "Tesla P100-PCIE-16GB": "p100-pcie",
+    "Tesla K80": "k80",
 }
 
 
