@@ -625,10 +625,10 @@ def _algorithm_section(table: Mapping[str, Any], world_size: int) -> AlgorithmSe
                           nearest(key, allowed))
     options = {key: _option(name, key, table.get(key, default), world_size)
                for key, default in defaults.items()}
-    if options.get("aggregation") == "node" and options.get("backup_workers"):
-        raise ConfigError("algorithm.backup_workers", options["backup_workers"],
-                          "0 with aggregation 'node' (a node pushes one gradient for all its "
-                          "GPUs, so no single GPU's gradient can be dropped)")
+    if "aggregation" in options:
+        from simulator.algorithms.ps_sync import check_backup_with_aggregation
+
+        check_backup_with_aggregation(options["backup_workers"], options["aggregation"])
     return AlgorithmSection(name, options)
 
 

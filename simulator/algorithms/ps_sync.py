@@ -39,6 +39,13 @@ AGGREGATIONS = ("gpu", "node")
 SYNCHRONOUS = True
 
 
+def check_backup_with_aggregation(backup_workers: int, aggregation: str) -> None:
+    if aggregation == "node" and backup_workers:
+        raise ConfigError("algorithm.backup_workers", backup_workers,
+                          "0 with aggregation 'node' (a node pushes one gradient for all "
+                          "its GPUs, so no single GPU's gradient can be dropped)")
+
+
 def validate(options: Mapping[str, Any], costs: Costs) -> dict[str, Any]:
     servers, placement = validate_servers(options, costs.cluster)
     backup = require_int("algorithm.backup_workers", options["backup_workers"], minimum=0)
@@ -47,10 +54,7 @@ def validate(options: Mapping[str, Any], costs: Costs) -> dict[str, Any]:
                           f"fewer than the {costs.workers} workers")
     aggregation = require_choice("algorithm.aggregation", options["aggregation"],
                                  AGGREGATIONS)
-    if aggregation == "node" and backup:
-        raise ConfigError("algorithm.backup_workers", backup,
-                          "0 with aggregation 'node' (a node pushes one gradient for all "
-                          "its GPUs, so no single GPU's gradient can be dropped)")
+    check_backup_with_aggregation(backup, aggregation)
     return {"servers": servers, "server_placement": placement, "backup_workers": backup,
             "aggregation": aggregation}
 
@@ -90,7 +94,10 @@ class _Steps:
             self.finished.succeed()
 
 
-def _worker(ctx, worker: int, servers: ParameterServers, steps: _Steps):
+def _group(ctx, workers: range, endpoint: tuple[int, int | None], copy_s: float,
+           servers: ParameterServers, steps: _Steps):
+    """One pusher: a worker GPU on its own (``copy_s`` 0), or a node's host for its GPUs,
+    copying the model to and from them in ``copy_s``."""
     env = ctx.env
     recorder = ctx.recorder
     base_s = ctx.costs.gradient_compute_s
@@ -98,38 +105,7 @@ def _worker(ctx, worker: int, servers: ParameterServers, steps: _Steps):
     while True:
         start_s = env.now
         read_version = recorder.version
-        yield servers.pull(worker)
-        pull_s = env.now - start_s
-        compute_s, _ = yield from ctx.compute(worker, base_s)
-        push_from = env.now
-        yield servers.send(worker)
-        push_s = env.now - push_from
-        step = steps.deliver(read_version)
-        if step is not None:
-            yield step
-        communication_s = pull_s + push_s
-        recorder.iteration(iteration, worker, start_s, compute_s, communication_s,
-                           env.now - start_s - compute_s - communication_s, env.now)
-        iteration += 1
-
-
-def _node(ctx, node: int, servers: ParameterServers, steps: _Steps):
-    env = ctx.env
-    recorder = ctx.recorder
-    base_s = ctx.costs.gradient_compute_s
-    cluster = ctx.costs.cluster
-    gpus = cluster.gpus_per_node
-    workers = range(node * gpus, (node + 1) * gpus)
-    host = (node, None)
-    copy_s = 0.0
-    if gpus > 1:
-        copy_s = (cluster.intra_link.latency_s
-                  + ctx.costs.model_bytes / cluster.intra_link.achievable_bandwidth_Bps)
-    iteration = 0
-    while True:
-        start_s = env.now
-        read_version = recorder.version
-        yield servers.pull_to(host)
+        yield servers.pull_to(endpoint)
         if copy_s:
             yield env.timeout(copy_s)
         pull_s = env.now - start_s
@@ -138,7 +114,7 @@ def _node(ctx, node: int, servers: ParameterServers, steps: _Steps):
         push_from = env.now
         if copy_s:
             yield env.timeout(copy_s)
-        yield servers.send_from(host)
+        yield servers.send_from(endpoint)
         push_s = env.now - push_from
         step = steps.deliver(read_version)
         if step is not None:
@@ -155,14 +131,20 @@ def run(ctx) -> simpy.Event:
     options = ctx.options
     servers = ParameterServers(ctx, options["servers"], options["server_placement"])
     finished = ctx.env.event()
+    cluster = ctx.costs.cluster
     if options["aggregation"] == "node":
-        nodes = ctx.costs.cluster.nodes
-        steps = _Steps(ctx, servers, nodes, finished,
-                       gradients_per_delivery=ctx.costs.cluster.gpus_per_node)
-        for node in range(nodes):
-            ctx.env.process(_node(ctx, node, servers, steps))
+        gpus = cluster.gpus_per_node
+        copy_s = 0.0
+        if gpus > 1:
+            copy_s = (cluster.intra_link.latency_s
+                      + ctx.costs.model_bytes / cluster.intra_link.achievable_bandwidth_Bps)
+        steps = _Steps(ctx, servers, cluster.nodes, finished, gradients_per_delivery=gpus)
+        for node in range(cluster.nodes):
+            ctx.env.process(_group(ctx, range(node * gpus, (node + 1) * gpus), (node, None),
+                                   copy_s, servers, steps))
         return finished
     steps = _Steps(ctx, servers, ctx.workers - options["backup_workers"], finished)
     for worker in range(ctx.workers):
-        ctx.env.process(_worker(ctx, worker, servers, steps))
+        ctx.env.process(_group(ctx, range(worker, worker + 1),
+                               servers.net.worker_endpoint(worker), 0.0, servers, steps))
     return finished
