@@ -6,16 +6,17 @@ throughput rows of data/validation/published.csv, with leave-one-source-out erro
 The fitted constants are per kind of matrix unit (tensor cores, SIMT; SIMT
 convolutions also per SM design, see defaults.toml), never per row, GPU model or
 workload: every single-GPU throughput row (``quantity == throughput``,
-``gpus_total == 1``) enters, whatever its GPU, each predicted under its framework's
-kernel fusion, except image-model rows below :data:`FIT_MIN_IMAGES_PER_GPU` images per
-GPU (validated, not fitted). The objective is a robust (soft L1, :data:`LOSS`) loss of the log
-errors, ``log(predicted / measured)``, each row weighted by one over the number of
-fitted rows of its model, so that every workload counts the same (the ResNet-50 rows
-would otherwise outvote the one Inception-v3, VGG16 or AlexNet row, and the constants
-would describe ResNet-50 alone), plus a weak prior (:data:`PRIORS`); minimized with
-``scipy.optimize.least_squares`` inside physical bounds. Each prediction is the engine
-run ``ddlsim validate`` makes, with ``data/calibration/defaults.toml`` replaced by the
-trial constants.
+``gpus_total == 1``) enters, whatever its GPU or batch, each predicted under its
+framework's kernel fusion. The per-iteration host overheads of the frameworks with rows
+at several batch sizes (``iteration_overhead_ms``) are fitted with them: an overhead is
+what tells a step at 16 images from one at 128. The objective is a robust (soft L1,
+:data:`LOSS`) loss of the log errors, ``log(predicted / measured)``, each row weighted
+by one over the number of fitted rows of its model, so that every workload counts the
+same (the ResNet-50 rows would otherwise outvote the few Inception-v3, VGG16 or AlexNet
+rows, and the constants would describe ResNet-50 alone), plus a weak prior
+(:data:`PRIORS`); minimized with ``scipy.optimize.least_squares`` inside physical bounds.
+Each prediction is the engine run ``ddlsim validate`` makes, with
+``data/calibration/defaults.toml`` replaced by the trial constants.
 
 Leave one source out (LOSO): for each publication (the source before " — "), the
 constants are refitted on the other publications' rows and the held-out rows predicted.
@@ -49,17 +50,23 @@ PARAMETERS: tuple[tuple[tuple[str, ...], float, float], ...] = (
     (("gemm", "simt", "winograd_reduction"), 1.0, 4.0),
     (("gemm", "simt", "conv_fraction_unified_l1"), 0.3, 1.0),
     (("gemm", "simt", "conv_fraction_smx"), 0.1, 1.0),
+    (("iteration_overhead_ms", "tensorflow"), 0.0, 100.0),
+    (("iteration_overhead_ms", "mxnet-module"), 0.0, 100.0),
 )
-#: Library figures each constant is pulled toward when the rows do not pin it (a source
-#: held out that alone separates two constants, say): large square cuBLAS HGEMMs at
-#: 0.85 of the tensor peak, convolutions at the GEMM rate, cuDNN's F(2x2,3x3) Winograd
-#: at 2.25 times fewer multiplies, and Kepler's SMX at 1/1.35 of that rate (NVIDIA's
-#: GM107 Maxwell whitepaper, 2014: the Maxwell SM delivers about 35% more performance
-#: per CUDA core than Kepler's). Each enters as one residual ``PRIOR_WEIGHT *
+#: Library figures each efficiency constant is pulled toward when the rows do not pin
+#: it (a source held out that alone separates two constants, say): large square cuBLAS
+#: HGEMMs at 0.85 of the tensor peak, convolutions at the GEMM rate, cuDNN's F(2x2,3x3)
+#: Winograd at 2.25 times fewer multiplies, and Kepler's SMX at 1/1.35 of that rate
+#: (NVIDIA's GM107 Maxwell whitepaper, 2014: the Maxwell SM delivers about 35% more
+#: performance per CUDA core than Kepler's). Each enters as one residual ``PRIOR_WEIGHT *
 #: log(value / prior)``: a fraction of one row's pull, so that rows that do pin a
-#: constant decide it.
+#: constant decide it. A per-iteration overhead is pulled toward none, as
+#: ``PRIOR_WEIGHT * overhead / OVERHEAD_PRIOR_SCALE_MS``.
 PRIORS = np.array([0.85, 1.0, 1.0, 2.25, 1.0, 1.0 / 1.35])
 PRIOR_WEIGHT = 0.1
+OVERHEAD_PRIOR_SCALE_MS = 100.0
+#: Where the overheads start in :data:`PARAMETERS`.
+FIRST_OVERHEAD = len(PRIORS)
 
 
 #: Robust loss of the fit (scipy's ``soft_l1``): quadratic for log errors well under
@@ -74,23 +81,9 @@ def publication(source: str) -> str:
     return str(source).split(" — ")[0]
 
 
-#: Least images per GPU of an image-model row the fit takes. The compute model has no
-#: per-iteration framework overhead and no partly filled last wave of thread blocks; at
-#: smaller batches these take a share of the step that the fit would otherwise fold into
-#: the efficiency constants of every batch (MXNet's V100 fp32 rows at batch 16-32 run
-#: 18-42% below the model while its batch 64-128 rows fit within 10%, and fitting them
-#: drags the Volta convolution constant from 0.85 to 0.75). Such rows are validated, not
-#: fitted. Transformer rows fill the GPU through their sequence and are all taken.
-FIT_MIN_IMAGES_PER_GPU = 64
-
-
 def fit_rows(table: pd.DataFrame | None = None) -> pd.DataFrame:
-    from models.workloads import workload
-
     table = validation.load_measurements() if table is None else table
     rows = table[(table["quantity"] == "throughput") & (table["gpus_total"] == 1)].copy()
-    images = rows["model"].map(lambda model: workload(model).task == "image-classification")
-    rows = rows[~images | (rows["batch_per_gpu"] >= FIT_MIN_IMAGES_PER_GPU)]
     rows["publication"] = rows["source"].map(publication)
     return rows
 
@@ -131,7 +124,8 @@ def weighted_log_errors(values: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
 
 def fit_residuals(values: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
     return np.concatenate([weighted_log_errors(values, rows),
-                           PRIOR_WEIGHT * np.log(values / PRIORS)])
+                           PRIOR_WEIGHT * np.log(values[:FIRST_OVERHEAD] / PRIORS),
+                           PRIOR_WEIGHT * values[FIRST_OVERHEAD:] / OVERHEAD_PRIOR_SCALE_MS])
 
 
 def fit(rows: pd.DataFrame, start: np.ndarray | None = None) -> np.ndarray:

@@ -30,7 +30,7 @@ import pandas as pd
 from models.catalog import data_dir, read_toml
 from models.efficiency import saturating_efficiency
 from models.errors import ConfigError, require_choice, require_int, require_number
-from models.frameworks import DEFAULT_FRAMEWORK, FUSION_LEVELS, MEMORY_FORMATS
+from models.frameworks import DEFAULT_FRAMEWORK, FRAMEWORKS, FUSION_LEVELS, MEMORY_FORMATS
 from models.frameworks import framework as framework_by_id
 from models.hardware import ACTIVATION_BYTES, GPUSpec
 from models.workloads import Layer, Workload, layer_table
@@ -227,6 +227,10 @@ class ComputeConstants:
     #: of a matrix kernel covers; a layer whose n is not a multiple wastes the rest of
     #: its last tile. 1 leaves tile quantization out.
     tile_n: int = 1
+    #: Per framework id: host time per iteration that no kernel hides (see
+    #: ``defaults.toml``, ``iteration_overhead_ms``); frameworks not listed take none.
+    #: Always from ``defaults.toml``: it belongs to the framework, not the GPU.
+    iteration_overhead_s: Mapping[str, float] = field(default_factory=dict)
     #: Where the constants came from.
     source: str = field(default="", compare=False)
 
@@ -250,6 +254,13 @@ class ComputeConstants:
         require_number("calibration.winograd_reduction", self.winograd_reduction,
                        minimum=1.0)
         require_int("calibration.tile_n", self.tile_n, minimum=1)
+        object.__setattr__(self, "iteration_overhead_s",
+                           MappingProxyType(dict(self.iteration_overhead_s)))
+        for framework_id, overhead_s in self.iteration_overhead_s.items():
+            require_choice("calibration.iteration_overhead_s framework", framework_id,
+                           FRAMEWORKS)
+            require_number(f"calibration.iteration_overhead_s.{framework_id}", overhead_s,
+                           minimum=0.0)
         for precision, curve in self.gemm.items():
             require_number(f"calibration.gemm.{precision}.peak_fraction", curve.peak_fraction,
                            minimum=0.0, maximum=1.0, exclusive_minimum=True)
@@ -335,8 +346,23 @@ def default_constants(gpu: GPUSpec, table: Mapping[str, Any] | None = None
         winograd_reduction=require_number(
             f"{where}: gemm.simt.winograd_reduction",
             table.get("gemm", {}).get("simt", {}).get("winograd_reduction"), minimum=1.0),
+        iteration_overhead_s=_iteration_overheads_s(table, where),
         source=where,
     )
+
+
+def _iteration_overheads_s(table: Mapping[str, Any], where: str) -> dict[str, float]:
+    """``iteration_overhead_ms`` of ``defaults.toml``: framework id = milliseconds."""
+    overheads = table.get("iteration_overhead_ms", {})
+    if not isinstance(overheads, Mapping):
+        raise ConfigError(f"{where}: iteration_overhead_ms", overheads,
+                          "a table of framework id = milliseconds")
+    return {
+        require_choice(f"{where}: iteration_overhead_ms framework", framework_id, FRAMEWORKS):
+        require_number(f"{where}: iteration_overhead_ms.{framework_id}", overhead_ms,
+                       minimum=0.0) * 1e-3
+        for framework_id, overhead_ms in overheads.items()
+    }
 
 
 def _conv_fraction(table: Mapping[str, Any], unit: str, gpu: GPUSpec, where: str) -> float:
@@ -398,6 +424,7 @@ def constants_from_calibration(gpu: GPUSpec, calibration: Mapping[str, Any],
         or value("memory_bandwidth_Bps"),
         conv_fraction_of_gemm=defaults.conv_fraction_of_gemm,
         winograd_reduction=defaults.winograd_reduction,
+        iteration_overhead_s=defaults.iteration_overhead_s,
         tile_n=defaults.tile_n,
         source=source,
     )
@@ -506,7 +533,9 @@ def layer_times(workload: Workload, gpu: GPUSpec, batch_size: int, precision: st
 
     ``framework`` (an id of :data:`models.frameworks.FRAMEWORKS`) decides which
     memory-bound kernels are fused (:func:`memory_traffic_plan`) and, with
-    ``memory_format="auto"``, the layout.
+    ``memory_format="auto"``, the layout. Its per-iteration host overhead
+    (``ComputeConstants.iteration_overhead_s``), time in which the GPU waits on the
+    training loop, is charged to the first layer's forward pass.
 
     ``memory_format`` (``"nchw"``, ``"nhwc"``, or ``"auto"``: the framework's layout for
     the precision) matters for convolutions on tensor cores: on NCHW
@@ -562,6 +591,8 @@ def layer_times(workload: Workload, gpu: GPUSpec, batch_size: int, precision: st
             backward_weight_s = forward_s
         if index == 0:
             backward_input_s = 0.0
+            # The host's own share of the step comes before the GPU can start it.
+            forward_s += constants.iteration_overhead_s.get(framework, 0.0)
         update_s = 0.0
         if layer.params > 0:
             update_s = sum(

@@ -101,6 +101,14 @@ FRAMEWORKS: Mapping[str, Framework] = MappingProxyType({
                "(float16: --fuse-bn-relu 1 --fuse-bn-add-relu 1, conv/batchnorm/pooling "
                "layout NHWC) and models.py (BatchNormAddRelu)",
     ),
+    "mxnet-module": Framework(
+        id="mxnet-module", name="Apache MXNet example scripts (Module API)",
+        fusion_by_precision={}, default_fusion="none",
+        channels_last_precisions=(),
+        source="apache/mxnet example/image-classification (train_imagenet.py, "
+               "common/fit.py: Module.fit with a kvstore; symbols/resnet.py and "
+               "inception-v3.py: BatchNorm and Activation as separate operators, NCHW)",
+    ),
     "nvidia-mlperf": Framework(
         id="nvidia-mlperf", name="NVIDIA MLPerf Training submission (MXNet ResNet-50)",
         fusion_by_precision={}, default_fusion="conv_norm",
@@ -122,6 +130,7 @@ def framework(framework_id: str, field_name: str = "workload.framework") -> Fram
 #: submission names its framework too ("MXNet, DALI, Horovod") but runs the tuned kernels.
 _SOURCE_KEYWORDS = (
     ("mlperf", "nvidia-mlperf"),
+    ("example/image-classification", "mxnet-module"),
     ("mxnet", "mxnet"),
     ("xla", "tensorflow-xla"),
     ("tensorflow", "tensorflow"),

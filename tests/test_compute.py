@@ -314,3 +314,46 @@ def test_simt_convolutions_take_the_value_of_their_sm_design():
     # A GPU of another design does not need the SMX value.
     assert compute.default_constants(P100, missing).conv_fraction("simt") == pytest.approx(
         simt["conv_fraction"])
+
+
+def test_a_frameworks_iteration_overhead_adds_once_to_the_step():
+    layers = net(linear("fc1", 1, 1024, 1024), elementwise("relu", "activation", 1024),
+                 linear("fc2", 1, 10, 1024))
+    bare = constants()
+    loaded = constants(iteration_overhead_s={"mxnet-module": 0.02})
+    plain = compute.layer_times(layers, V100, 32, "fp32", bare, framework="mxnet-module")
+    slowed = compute.layer_times(layers, V100, 32, "fp32", loaded, framework="mxnet-module")
+    # The host's time comes before the first kernel and nowhere else.
+    assert slowed.loc[0, "forward_s"] == pytest.approx(plain.loc[0, "forward_s"] + 0.02,
+                                                       rel=1e-12)
+    assert slowed.drop(index=0)[TIME_COLUMNS].equals(plain.drop(index=0)[TIME_COLUMNS])
+    step_s = compute.iteration_compute_time_s(layers, V100, 32, "fp32", loaded,
+                                              framework="mxnet-module")
+    assert step_s == pytest.approx(plain[TIME_COLUMNS].to_numpy().sum() + 0.02, rel=1e-12)
+    # Another framework takes none of it.
+    other = compute.layer_times(layers, V100, 32, "fp32", loaded, framework="pytorch")
+    assert other[TIME_COLUMNS].equals(
+        compute.layer_times(layers, V100, 32, "fp32", bare, framework="pytorch")[TIME_COLUMNS])
+
+
+def test_iteration_overheads_come_from_defaults_by_framework_id():
+    table = compute.defaults_table()
+    overheads = table["iteration_overhead_ms"]
+    for gpu in (V100, K80):
+        constants_ = compute.compute_constants(gpu, None)
+        assert constants_.iteration_overhead_s == pytest.approx(
+            {framework_id: ms * 1e-3 for framework_id, ms in overheads.items()})
+    # A calibration file times GEMMs, not the host: the overheads stay the defaults'.
+    calibrated = compute.constants_from_calibration(V100, {
+        "memory_bandwidth_Bps": 8e11, "memory_half_bytes": 0.0, "kernel_launch_s": 5e-6})
+    assert calibrated.iteration_overhead_s == compute.default_constants(V100).iteration_overhead_s
+    unknown = {**table, "iteration_overhead_ms": {"mxnet-modul": 20.0}}
+    with pytest.raises(ConfigError, match="iteration_overhead_ms framework.*mxnet-module"):
+        compute.default_constants(V100, unknown)
+    negative = {**table, "iteration_overhead_ms": {"tensorflow": -1.0}}
+    with pytest.raises(ConfigError, match="iteration_overhead_ms.tensorflow"):
+        compute.default_constants(V100, negative)
+    with pytest.raises(ConfigError, match="iteration_overhead_ms"):
+        compute.default_constants(V100, {**table, "iteration_overhead_ms": 20.0})
+    with pytest.raises(ConfigError, match="iteration_overhead_s framework"):
+        constants(iteration_overhead_s={"caffe": 0.01})

@@ -37,10 +37,10 @@ def test_single_gpu_throughput_within_15_percent(row, model, gpu_id, batch, prec
     assert predicted == pytest.approx(measured, rel=0.15)
 
 
-def test_compute_fit_takes_filled_gpus_only():
-    # benchmarks/compute_fit.py fits image models at 64 or more images per GPU (the
-    # compute model has no per-iteration overhead or partly filled wave); transformer rows
-    # and every multi-GPU row are outside that rule's reach.
+def test_compute_fit_takes_every_single_gpu_row_and_fits_the_overheads():
+    # benchmarks/compute_fit.py fits every single-GPU throughput row, whatever its batch:
+    # the per-iteration overheads fitted with the efficiency constants are what tells a
+    # step of 16 images from one of 128.
     import importlib.util
     import sys
     from pathlib import Path
@@ -53,8 +53,10 @@ def test_compute_fit_takes_filled_gpus_only():
     spec.loader.exec_module(module)
     rows = module.fit_rows().set_index("id")
     assert (rows["gpus_total"] == 1).all()
-    images = rows[rows["model"] != "bert-large-seq128"]
-    assert (images["batch_per_gpu"] >= module.FIT_MIN_IMAGES_PER_GPU).all()
-    assert "v07" in rows.index  # BERT-large, 32 sequences of 128 tokens
-    assert {"x10", "x11", "x12", "x13"}.isdisjoint(rows.index)  # V100 at 16-32 images
-    assert {"x14", "x15", "x16", "x17"} <= set(rows.index)  # V100 at 64-128 images
+    assert {"v07", "x10", "x11", "x16", "x17"} <= set(rows.index)
+    fitted = [path for path, _, _ in module.PARAMETERS]
+    overheads = [path[1] for path in fitted if path[0] == "iteration_overhead_ms"]
+    assert set(overheads) <= set(compute.defaults_table()["iteration_overhead_ms"])
+    assert len(fitted) == len(module.PRIORS) + len(overheads)
+    assert fitted[module.FIRST_OVERHEAD:] == [("iteration_overhead_ms", framework_id)
+                                              for framework_id in overheads]
