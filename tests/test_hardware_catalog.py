@@ -37,7 +37,7 @@ REQUIRED_GPUS = (
 REQUIRED_LINKS = (
     "pcie3", "pcie4", "pcie5", "nvlink1", "nvlink2", "nvlink3", "nvlink4", "nvlink5",
     "ib-qdr", "ib-fdr", "ib-edr", "ib-hdr", "ib-ndr",
-    "eth-1g", "eth-10g", "eth-25g", "eth-40g", "eth-100g", "eth-200g", "eth-400g",
+    "eth-1g", "eth-10g", "eth-25g", "eth-40g", "eth-50g", "eth-100g", "eth-200g", "eth-400g",
     "roce-25g", "roce-100g", "roce-200g", "roce-400g",
 )
 
@@ -423,7 +423,7 @@ def test_infiniband_generations_increase_from_their_lane_rates():
     assert rates == sorted(rates) and len(set(rates)) == len(rates)
 
 
-ETHERNET_SPEEDS = {"1g": 1, "10g": 10, "25g": 25, "40g": 40, "100g": 100, "200g": 200,
+ETHERNET_SPEEDS = {"1g": 1, "10g": 10, "25g": 25, "40g": 40, "50g": 50, "100g": 100, "200g": 200,
                    "400g": 400}
 
 
