@@ -40,8 +40,11 @@ def catalog_table(what: str) -> pd.DataFrame:
             for link in catalog.links().values()
         ])
     if what == "frameworks":
+        from models.compute import default_constants
         from models.frameworks import FRAMEWORKS
 
+        # Host overheads belong to the framework; any GPU's defaults carry the same table.
+        overheads_s = default_constants(next(iter(catalog.gpus().values()))).iteration_overhead_s
         return pd.DataFrame([
             {
                 "id": f.id,
@@ -51,6 +54,7 @@ def catalog_table(what: str) -> pd.DataFrame:
                                     ("otherwise:" if f.fusion_by_precision else "")
                                     + f.default_fusion]),
                 "channels_last": " ".join(f.channels_last_precisions),
+                "iteration_overhead_ms": overheads_s.get(f.id, 0.0) * 1e3,
                 "source": f.source,
             }
             for f in FRAMEWORKS.values()

@@ -524,3 +524,14 @@ def test_gpu_table_shows_dated_prices():
     assert table.loc["a100-sxm4-40gb", "usd_per_hour"] == pytest.approx(32.7726 / 8, abs=1e-4)
     assert table.loc["a100-sxm4-40gb", "price_date"] == "2024-06"
     assert math.isnan(table.loc["k40", "usd_per_hour"])
+
+
+def test_frameworks_table_shows_each_iteration_overhead():
+    from models import compute
+    from simulator.tables import catalog_table
+
+    table = catalog_table("frameworks").set_index("id")
+    overheads_ms = compute.defaults_table()["iteration_overhead_ms"]
+    for framework_id in FRAMEWORKS:
+        assert table.loc[framework_id, "iteration_overhead_ms"] == pytest.approx(
+            overheads_ms.get(framework_id, 0.0))
