@@ -106,7 +106,9 @@ def prediction_table(summary: dict) -> str:
         ("cluster", f"{summary['gpus']} x {summary['gpu']}"),
         ("algorithm", summary["algorithm"]),
         ("iteration time (mean)", _seconds(summary["iteration_time_s"])),
-        ("  compute", _seconds(breakdown["compute"])),
+        ("  compute", _seconds(breakdown["compute"])
+         + (f" (of which {_seconds(summary['host_overhead_s'])} framework host time)"
+            if summary.get("host_overhead_s") else "")),
         ("  exposed communication", _seconds(breakdown["communication"])),
         ("  waiting (stragglers, barriers)", _seconds(breakdown["waiting"])),
         ("iteration time p50 / p90 / p99",

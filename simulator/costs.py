@@ -8,14 +8,14 @@ formula of its own beyond sums and prefix sums of the per-layer table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from models import collectives
-from models.compute import LAYER_TIME_COLUMNS, layer_times
+from models.compute import LAYER_TIME_COLUMNS, compute_constants, layer_times
 from models.errors import ConfigError, require_int, require_number
 from models.frameworks import DEFAULT_FRAMEWORK
 from models.hardware import ClusterSpec
@@ -72,6 +72,9 @@ class Costs:
     backward_s: np.ndarray = field(repr=False, compare=False)
     update_s: np.ndarray = field(repr=False, compare=False)
     gradient_bytes: np.ndarray = field(repr=False, compare=False)
+    #: The framework's host time per step, already inside the first layer's forward
+    #: (:func:`models.compute.layer_times`); recorded so that results can say it.
+    host_overhead_s: float = 0.0
 
     # ----------------------------------------------------------------------------------
     # construction
@@ -92,8 +95,10 @@ class Costs:
         cluster.gpu.check_precision(precision, "workload.precision")
         table = layer_times(workload, cluster.gpu, batch_per_gpu, precision, calibration,
                             framework=framework)
-        return cls.from_layer_times(table, cluster, batch_per_gpu, precision,
-                                    workload_id=workload.id)
+        costs = cls.from_layer_times(table, cluster, batch_per_gpu, precision,
+                                     workload_id=workload.id)
+        overheads_s = compute_constants(cluster.gpu, calibration).iteration_overhead_s
+        return replace(costs, host_overhead_s=overheads_s.get(framework, 0.0))
 
     @classmethod
     def from_layer_times(cls, table: pd.DataFrame, cluster: ClusterSpec, batch_per_gpu: int,
@@ -149,7 +154,8 @@ class Costs:
 
     @property
     def iteration_compute_s(self) -> float:
-        """Forward, backward and update on one GPU, no communication."""
+        """Forward, backward and update on one GPU (with the framework's host time per
+        step), no communication."""
         return self.gradient_compute_s + self.update_total_s
 
     @property
@@ -233,5 +239,6 @@ class Costs:
             "oversubscription": cluster.oversubscription,
             "nodes_per_leaf": cluster.nodes_per_leaf,
             "iteration_compute_s": self.iteration_compute_s,
+            "host_overhead_s": self.host_overhead_s,
             "model_bytes": self.model_bytes,
         }

@@ -61,6 +61,8 @@ class Prediction:
                 "communication": s["communication_s"],
                 "waiting": s["waiting_s"],
             },
+            # Inside "compute": the framework's host time per step, GPU idle.
+            "host_overhead_s": self.run.meta.get("costs", {}).get("host_overhead_s", 0.0),
             "scaling_efficiency": s["scaling_efficiency"],
             "staleness_mean": s["staleness_mean"],
             "staleness_p90": s["staleness_p90"],

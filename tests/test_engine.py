@@ -181,3 +181,18 @@ def test_costs_from_models_resnet50():
     with pytest.raises(ConfigError) as error:
         Costs.from_models("resnet50", cluster, 64, "fp8")
     assert error.value.field == "workload.precision"
+
+
+def test_costs_record_the_frameworks_host_overhead_inside_the_step():
+    from models import catalog, compute
+
+    cluster = catalog.cluster("v100-sxm2", 1, 8, "nvlink2")
+    plain = Costs.from_models("resnet50", cluster, 32, "fp32", None, framework="pytorch")
+    module = Costs.from_models("resnet50", cluster, 32, "fp32", None,
+                               framework="mxnet-module")
+    overhead_s = compute.default_constants(cluster.gpu).iteration_overhead_s["mxnet-module"]
+    assert plain.host_overhead_s == 0.0
+    assert module.host_overhead_s == pytest.approx(overhead_s) and overhead_s > 0
+    # Same kernels (both unfused NCHW in fp32); the step differs by the host time alone.
+    assert module.iteration_compute_s == pytest.approx(plain.iteration_compute_s + overhead_s)
+    assert module.describe()["host_overhead_s"] == pytest.approx(overhead_s)

@@ -185,6 +185,20 @@ def test_cli_predict_table(capsys):
     assert main(["predict", "--set", "run.iterations=5"]) == 0
     out = capsys.readouterr().out
     assert "time to accuracy" in out and "scaling efficiency" in out
+    assert "framework host time" not in out  # PyTorch, the default, takes none
+
+
+def test_a_frameworks_host_time_is_reported_inside_compute(capsys):
+    from models import compute
+
+    overhead_s = compute.defaults_table()["iteration_overhead_ms"]["tensorflow"] * 1e-3
+    scenario = load_scenario("default", ["run.iterations=5", "workload.framework=tensorflow"])
+    summary = predict(scenario).summary()
+    assert summary["host_overhead_s"] == pytest.approx(overhead_s) and overhead_s > 0
+    assert summary["iteration_time_breakdown_s"]["compute"] > overhead_s
+    assert main(["predict", "--set", "run.iterations=5", "--set",
+                 "workload.framework=tensorflow"]) == 0
+    assert "framework host time" in capsys.readouterr().out
 
 
 def test_cli_bad_override_names_the_field(capsys):
