@@ -346,13 +346,17 @@ def default_constants(gpu: GPUSpec, table: Mapping[str, Any] | None = None
         winograd_reduction=require_number(
             f"{where}: gemm.simt.winograd_reduction",
             table.get("gemm", {}).get("simt", {}).get("winograd_reduction"), minimum=1.0),
-        iteration_overhead_s=_iteration_overheads_s(table, where),
+        iteration_overhead_s=iteration_overheads_s(table),
         source=where,
     )
 
 
-def _iteration_overheads_s(table: Mapping[str, Any], where: str) -> dict[str, float]:
-    """``iteration_overhead_ms`` of ``defaults.toml``: framework id = milliseconds."""
+def iteration_overheads_s(table: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """Host time per step by framework id, seconds: ``iteration_overhead_ms`` of
+    ``defaults.toml`` (or of ``table``, a refit of its content)."""
+    where = str(_defaults_path())
+    if table is None:
+        table = defaults_table()
     overheads = table.get("iteration_overhead_ms", {})
     if not isinstance(overheads, Mapping):
         raise ConfigError(f"{where}: iteration_overhead_ms", overheads,

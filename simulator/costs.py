@@ -93,12 +93,13 @@ class Costs:
             raise ConfigError("cluster", cluster, "a models.hardware.ClusterSpec")
         require_int("workload.batch_per_gpu", batch_per_gpu, minimum=1)
         cluster.gpu.check_precision(precision, "workload.precision")
-        table = layer_times(workload, cluster.gpu, batch_per_gpu, precision, calibration,
+        constants = compute_constants(cluster.gpu, calibration)
+        table = layer_times(workload, cluster.gpu, batch_per_gpu, precision, constants,
                             framework=framework)
         costs = cls.from_layer_times(table, cluster, batch_per_gpu, precision,
                                      workload_id=workload.id)
-        overheads_s = compute_constants(cluster.gpu, calibration).iteration_overhead_s
-        return replace(costs, host_overhead_s=overheads_s.get(framework, 0.0))
+        return replace(costs,
+                       host_overhead_s=constants.iteration_overhead_s.get(framework, 0.0))
 
     @classmethod
     def from_layer_times(cls, table: pd.DataFrame, cluster: ClusterSpec, batch_per_gpu: int,

@@ -40,11 +40,10 @@ def catalog_table(what: str) -> pd.DataFrame:
             for link in catalog.links().values()
         ])
     if what == "frameworks":
-        from models.compute import default_constants
+        from models.compute import iteration_overheads_s
         from models.frameworks import FRAMEWORKS
 
-        # Host overheads belong to the framework; any GPU's defaults carry the same table.
-        overheads_s = default_constants(next(iter(catalog.gpus().values()))).iteration_overhead_s
+        overheads_s = iteration_overheads_s()
         return pd.DataFrame([
             {
                 "id": f.id,
