@@ -109,6 +109,14 @@ FRAMEWORKS: Mapping[str, Framework] = MappingProxyType({
                "common/fit.py: Module.fit with a kvstore; symbols/resnet.py and "
                "inception-v3.py: BatchNorm and Activation as separate operators, NCHW)",
     ),
+    "torch7": Framework(
+        id="torch7", name="Lua Torch 7 with cudnn.torch",
+        fusion_by_precision={}, default_fusion="none",
+        channels_last_precisions=(),
+        source="torch/nn and soumith/cudnn.torch (cudnn.convert: every nn module its own "
+               "cuDNN call, SpatialBatchNormalization and ReLU separate, NCHW); "
+               "jcjohnson/cnn-benchmarks cnn_benchmark.lua sets cudnn.benchmark = true",
+    ),
     "nvidia-mlperf": Framework(
         id="nvidia-mlperf", name="NVIDIA MLPerf Training submission (MXNet ResNet-50)",
         fusion_by_precision={}, default_fusion="conv_norm",
@@ -136,6 +144,7 @@ _SOURCE_KEYWORDS = (
     ("tensorflow", "tensorflow"),
     ("tf_cnn_benchmarks", "tensorflow"),
     ("pytorch", "pytorch"),
+    ("lua torch", "torch7"),
 )
 
 

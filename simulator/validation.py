@@ -26,7 +26,10 @@ step; empty means 1), ``framework`` (an id of :data:`models.frameworks.FRAMEWORK
 options of the row's algorithm (:data:`ALGORITHM_OPTION_COLUMNS`): ``servers``
 (parameter servers of a ``ps-sync``, ``ps-async`` or ``easgd`` row, colocated with the
 workers) and ``aggregation`` (``ps-sync``: ``gpu`` or ``node``); empty takes the
-algorithm's default.
+algorithm's default. ``phases`` (:data:`PHASES`) says what a one-GPU ``throughput`` or
+``iteration_time`` row timed: ``step`` (the default) the whole optimizer step,
+``forward+backward`` the forward and backward passes without the optimizer update, as
+layer benchmarks time them.
 A training-speed row without a framework takes the one its source names (MLPerf,
 MXNet, TensorFlow, PyTorch: :func:`models.frameworks.framework_from_source`), else
 PyTorch, and lists that among its assumptions.
@@ -51,6 +54,9 @@ QUANTITIES = ("throughput", "iteration_time", "scaling_efficiency", "allreduce_b
 REQUIRED_COLUMNS = ("id", "source", "quantity", "value", "model", "batch_per_gpu", "precision",
                     "gpu", "gpus_total", "gpus_per_node", "intra_link", "inter_link",
                     "nics_per_node", "algorithm", "collective", "message_bytes", "target")
+#: What a training-speed row timed (its ``phases`` column; empty means ``step``): the
+#: whole optimizer step, or only the forward and backward passes (no optimizer update).
+PHASES = ("step", "forward+backward")
 #: Quantities predicted from a training run, under the row's framework.
 TRAINING_QUANTITIES = ("throughput", "iteration_time", "scaling_efficiency", "time_to_train")
 #: Units the CSV uses for each quantity, for reports.
@@ -253,6 +259,8 @@ class RowSetup:
     #: Algorithm options the row states (its ``servers`` and ``aggregation`` columns),
     #: as (option, value) pairs; the rest take the algorithm's defaults.
     algorithm_options: tuple[tuple[str, object], ...] = ()
+    #: What the row timed (:data:`PHASES`).
+    phases: str = "step"
 
     @property
     def global_batch(self) -> int:
@@ -306,9 +314,15 @@ def row_setup(row: pd.Series) -> RowSetup:
         raise Unsupported(f"algorithm {algorithm!r} is not in the engine yet "
                           f"(available: {', '.join(available())})")
     framework_id, framework_assumptions = row_framework(row)
+    phases = _text(row, "phases") or "step"
+    if phases not in PHASES:
+        raise Unsupported(f"phases {phases!r} is not one of {', '.join(PHASES)}")
+    if phases != "step" and cluster.world_size > 1:
+        raise Unsupported(f"phases {phases!r} is for one-GPU rows: a data-parallel step "
+                          "on several GPUs exchanges gradients and updates")
     return RowSetup(model, batch, precision, _positive_int(row, "accumulation_steps", 1),
                     cluster, algorithm, documented + assumptions + framework_assumptions,
-                    framework_id, _algorithm_options(row, algorithm))
+                    framework_id, _algorithm_options(row, algorithm), phases)
 
 
 #: Columns that set an option of the row's algorithm, and how to read them.
@@ -377,6 +391,8 @@ def build_costs(setup: RowSetup, cluster: ClusterSpec | None = None,
                 "forward_s": (steps - 1) * micro_s, "backward_input_s": 0.0,
                 "backward_weight_s": 0.0, "update_s": 0.0, "gradient_bytes": 0.0}
         table = pd.concat([pd.DataFrame([lead]), table], ignore_index=True)
+    if setup.phases == "forward+backward":
+        table = table.assign(update_s=0.0)
     return Costs.from_layer_times(table, cluster, setup.batch_per_gpu * steps,
                                   setup.precision, workload_id=model.id)
 
@@ -413,7 +429,7 @@ class Simulations:
 
         cluster = setup.cluster if cluster is None else cluster
         key = (setup.model, setup.batch_per_gpu, setup.precision, setup.accumulation_steps,
-               setup.algorithm, setup.framework, setup.algorithm_options,
+               setup.algorithm, setup.framework, setup.algorithm_options, setup.phases,
                _cluster_key(cluster))
         if key not in self._runs:
             calibration = self.calibration
@@ -449,18 +465,26 @@ class Simulations:
         return Prediction(self.summary(setup)["iteration_time_mean_s"], setup.assumptions)
 
     def scaling_efficiency(self, row: pd.Series) -> Prediction:
-        setup = row_setup(row)
+        setup = self._whole_steps(row)
         many = self.summary(setup)["throughput_samples_per_s"]
         one = self.summary(setup, single_gpu(setup.cluster))["throughput_samples_per_s"]
         return Prediction(many / (setup.cluster.world_size * one), setup.assumptions)
 
     def time_to_train(self, row: pd.Series) -> Prediction:
-        setup = row_setup(row)
+        setup = self._whole_steps(row)
         target = _text(row, "target")
         if target is None:
             raise Unsupported("target is empty")
         parts = time_to_train_parts(setup, target, self)
         return Prediction(parts["total_s"], setup.assumptions)
+
+    @staticmethod
+    def _whole_steps(row: pd.Series) -> RowSetup:
+        setup = row_setup(row)
+        if setup.phases != "step":
+            raise Unsupported(f"phases {setup.phases!r}: {row.get('quantity')} is made of "
+                              "whole optimizer steps")
+        return setup
 
     def predictors(self) -> dict[str, Predictor]:
         return {

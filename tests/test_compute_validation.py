@@ -54,6 +54,13 @@ def test_compute_fit_takes_every_single_gpu_row_and_fits_the_overheads():
     rows = module.fit_rows().set_index("id")
     assert (rows["gpus_total"] == 1).all()
     assert {"v07", "x10", "x11", "x16", "x17"} <= set(rows.index)
+    # Layer benchmarks (forward and backward only) are a held-out test, not fitted,
+    # unless asked for.
+    speed = module.speed_rows().set_index("id")
+    layer = set(speed.index[module.is_layer_benchmark(speed)])
+    assert {"j01", "j09", "j28"} <= layer
+    assert not layer & set(rows.index)
+    assert layer <= set(module.fit_rows(layer_benchmarks=True)["id"])
     fitted = [path for path, _, _ in module.PARAMETERS]
     overheads = [path[1] for path in fitted if path[0] == "iteration_overhead_ms"]
     assert set(overheads) <= set(compute.defaults_table()["iteration_overhead_ms"])

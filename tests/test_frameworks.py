@@ -117,6 +117,7 @@ def test_plan_rejects_an_unknown_level_and_frameworks_an_unknown_id():
     ("DeepLearningExamples TensorFlow/Classification (TensorFlow 1.x, XLA)", "tensorflow-xla"),
     ("Horovod docs, synthetic data, tf_cnn_benchmarks", "tensorflow"),
     ("NVIDIA DeepLearningExamples PyTorch/LanguageModeling/BERT", "pytorch"),
+    ("Johnson, cnn-benchmarks — Lua Torch with cuDNN (cudnn.torch)", "torch7"),
     ("Goyal et al. 2017", None),
 ])
 def test_framework_is_read_from_the_words_of_a_citation(source, expected):

@@ -70,6 +70,19 @@ def test_gradient_accumulation_repeats_forward_and_backward_before_one_update():
                                                                          rel=1e-9)
 
 
+def test_forward_backward_rows_time_the_passes_without_the_update():
+    table = compute.layer_times(workloads.workload("resnet18"), catalog.gpu("v100-sxm2"), 32,
+                                "fp16")
+    passes_s = table[["forward_s", "backward_input_s", "backward_weight_s"]].to_numpy().sum()
+    assert table["update_s"].sum() > 0
+    predicted = _predict("iteration_time", phases="forward+backward")
+    assert predicted == pytest.approx(passes_s, rel=1e-9)
+    assert _predict("iteration_time", phases="step") == pytest.approx(
+        passes_s + table["update_s"].sum(), rel=1e-9)
+    assert _predict("throughput", phases="forward+backward") == pytest.approx(
+        32 / passes_s, rel=1e-9)
+
+
 def test_time_to_train_is_steps_times_iteration_plus_evaluations():
     # 8 epochs of ImageNet on one GPU: steps and evaluations in closed form.
     batch = 256
@@ -118,6 +131,12 @@ def test_time_to_train_uses_the_convergence_law_at_the_global_batch():
      "unsupported: servers 0.0 is not a positive integer"),
     ("throughput", {"algorithm": "ps-sync", "aggregation": "rack"},
      "unsupported: algorithm.aggregation: 'rack'"),
+    ("iteration_time", {"phases": "backward"},
+     "unsupported: phases 'backward' is not one of step, forward+backward"),
+    ("throughput", {"phases": "forward+backward", "gpus_total": 8},
+     "unsupported: phases 'forward+backward' is for one-GPU rows"),
+    ("scaling_efficiency", {"phases": "forward+backward"},
+     "unsupported: phases 'forward+backward': scaling_efficiency is made of whole"),
 ])
 def test_unsupported_rows_carry_the_reason(quantity, fields, reason):
     row = _row(quantity=quantity, **fields)
