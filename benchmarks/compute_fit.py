@@ -23,13 +23,15 @@ Each prediction is the engine run ``ddlsim validate`` makes, with
 
 Layer benchmarks (rows with ``phases = forward+backward``: one forward and one backward
 pass timed without the optimizer update; today one source, Lua Torch with cuDNN 5.1 at
-16 images on 2016 GeForce and TITAN cards) are held out of the fit and printed as an
-out-of-sample test of the fitted constants. Fitted with the training steps
-(``--with-layer-benchmarks``), their batch-16 ResNet-18/34 rows, which run 3x3
-convolutions far slower than the Winograd reduction the training rows support, pull
-the Maxwell/Pascal convolution fraction from about 0.62 to 0.50 and leave TensorFlow's
-P100 training rows 10-20% slow: the model has no term for what makes those small
-problems slow, and the constants would trade the training steps it is for against them.
+16 images on 2016 GeForce and TITAN cards) enter like the training steps.
+``--hold-out-layer-benchmarks`` fits the training steps alone and prints the layer
+benchmarks as an out-of-sample test.
+
+The Winograd threshold (``gemm.simt.winograd_min_pixels``: output pixels a layer needs
+in a batch before it runs Winograd) is a step in the predictions, which a gradient fit
+cannot move; ``--threshold-grid`` refits the other constants at each point of
+:data:`WINOGRAD_MIN_PIXELS_GRID` and prints the cost, and the point of least cost goes
+into defaults.toml. The refits of the leave-one-source-out errors keep it fixed.
 
 Leave one source out (LOSO): for each publication (the source before " — "), the
 constants are refitted on the other publications' rows and the held-out rows predicted.
@@ -80,6 +82,12 @@ PRIOR_WEIGHT = 0.1
 OVERHEAD_PRIOR_SCALE_MS = 100.0
 #: Where the overheads start in :data:`PARAMETERS`.
 FIRST_OVERHEAD = len(PRIORS)
+#: The Winograd threshold (output pixels per batch, defaults.toml), chosen on a grid
+#: (``--threshold-grid``) rather than by the gradient fit: predictions step where it
+#: crosses a layer's size. The grid brackets the layer sizes of the fit rows: 14x14 maps
+#: at 16 images are 3136 pixels, 8x8 at 64 are 4096, 14x14 at 32 are 6272.
+WINOGRAD_MIN_PIXELS = ("gemm", "simt", "winograd_min_pixels")
+WINOGRAD_MIN_PIXELS_GRID = (0, 2000, 3500, 4000, 5000, 7000, 10000, 20000)
 
 
 #: Robust loss of the fit (scipy's ``soft_l1``): quadratic for log errors well under
@@ -115,17 +123,22 @@ def is_layer_benchmark(rows: pd.DataFrame) -> pd.Series:
     return rows["phases"].fillna("step").astype(str).str.strip().isin(["forward+backward"])
 
 
-def fit_rows(table: pd.DataFrame | None = None, layer_benchmarks: bool = False
+def fit_rows(table: pd.DataFrame | None = None, layer_benchmarks: bool = True
              ) -> pd.DataFrame:
     """The rows the constants are fitted to: whole training steps, and the layer
-    benchmarks too when ``layer_benchmarks``."""
+    benchmarks unless ``layer_benchmarks`` is false."""
     rows = speed_rows(table)
     return rows if layer_benchmarks else rows[~is_layer_benchmark(rows)]
 
 
-def defaults_with(values: np.ndarray) -> dict:
+def defaults_with(values: np.ndarray, min_pixels: float | None = None) -> dict:
+    """defaults.toml's content with the fitted constants replaced by ``values`` and,
+    when given, the Winograd threshold by ``min_pixels``."""
     table = copy.deepcopy(compute.defaults_table())
-    for (path, _, _), value in zip(PARAMETERS, values, strict=True):
+    replaced = list(zip((path for path, _, _ in PARAMETERS), values, strict=True))
+    if min_pixels is not None:
+        replaced.append((WINOGRAD_MIN_PIXELS, min_pixels))
+    for path, value in replaced:
         node = table
         for key in path[:-1]:
             node = node.setdefault(key, {})
@@ -144,8 +157,9 @@ def stored_values() -> np.ndarray:
     return np.array(values)
 
 
-def log_errors(values: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
-    table = defaults_with(values)
+def log_errors(values: np.ndarray, rows: pd.DataFrame, min_pixels: float | None = None
+               ) -> np.ndarray:
+    table = defaults_with(values, min_pixels)
     simulations = validation.Simulations(
         calibration=lambda gpu: compute.default_constants(gpu, table))
     predictors = simulations.predictors()
@@ -154,28 +168,53 @@ def log_errors(values: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
                      for _, row in rows.iterrows()])
 
 
-def weighted_log_errors(values: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
+def weighted_log_errors(values: np.ndarray, rows: pd.DataFrame,
+                        min_pixels: float | None = None) -> np.ndarray:
     weights = 1.0 / rows.groupby("model")["model"].transform("size").to_numpy()
-    return np.sqrt(weights) * log_errors(values, rows)
+    return np.sqrt(weights) * log_errors(values, rows, min_pixels)
 
 
-def fit_residuals(values: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
-    return np.concatenate([weighted_log_errors(values, rows),
+def fit_residuals(values: np.ndarray, rows: pd.DataFrame, min_pixels: float | None = None
+                  ) -> np.ndarray:
+    return np.concatenate([weighted_log_errors(values, rows, min_pixels),
                            PRIOR_WEIGHT * np.log(values[:FIRST_OVERHEAD] / PRIORS),
                            PRIOR_WEIGHT * values[FIRST_OVERHEAD:] / OVERHEAD_PRIOR_SCALE_MS])
 
 
-def fit(rows: pd.DataFrame, start: np.ndarray | None = None) -> np.ndarray:
+def fit(rows: pd.DataFrame, start: np.ndarray | None = None,
+        min_pixels: float | None = None) -> np.ndarray:
+    return fit_with_cost(rows, start, min_pixels)[0]
+
+
+def fit_with_cost(rows: pd.DataFrame, start: np.ndarray | None = None,
+                  min_pixels: float | None = None) -> tuple[np.ndarray, float]:
+    """Fitted constants, and the robust cost they reach (scipy's ``cost``)."""
     from scipy.optimize import least_squares
 
     lower = np.array([low for _, low, _ in PARAMETERS])
     upper = np.array([high for _, _, high in PARAMETERS])
     start = stored_values() if start is None else start
     start = np.clip(start, lower + 1e-6, upper - 1e-6)
-    result = least_squares(fit_residuals, start, bounds=(lower, upper), args=(rows,),
-                           diff_step=1e-3, xtol=1e-6, ftol=1e-8, loss=LOSS,
-                           f_scale=LOSS_SCALE)
-    return result.x
+    result = least_squares(fit_residuals, start, bounds=(lower, upper),
+                           args=(rows, min_pixels), diff_step=1e-3, xtol=1e-6, ftol=1e-8,
+                           loss=LOSS, f_scale=LOSS_SCALE)
+    return result.x, float(result.cost)
+
+
+def threshold_grid(rows: pd.DataFrame, test_rows: pd.DataFrame) -> None:
+    """The Winograd threshold is a step in the model, which a gradient fit cannot move:
+    refit the other constants at each point of :data:`WINOGRAD_MIN_PIXELS_GRID` and print
+    the robust cost, for the threshold of least cost to go into defaults.toml."""
+    print("Winograd threshold grid (other constants refitted at each point):\n")
+    for min_pixels in WINOGRAD_MIN_PIXELS_GRID:
+        values, cost = fit_with_cost(rows, min_pixels=min_pixels)
+        fitted = np.abs(percent(log_errors(values, rows, min_pixels)))
+        line = (f"  winograd_min_pixels {min_pixels:>6g}: cost {cost:.5f}, fit rows median "
+                f"|error| {np.median(fitted):.1f}% (max {fitted.max():.1f}%)")
+        if len(test_rows):
+            held = np.abs(percent(log_errors(values, test_rows, min_pixels)))
+            line += f"; held out median {np.median(held):.1f}% (max {held.max():.1f}%)"
+        print(line + "; constants " + ", ".join(f"{v:.3f}" for v in values), flush=True)
 
 
 def percent(log_error: np.ndarray) -> np.ndarray:
@@ -183,8 +222,11 @@ def percent(log_error: np.ndarray) -> np.ndarray:
 
 
 def main() -> int:
-    rows = fit_rows(layer_benchmarks="--with-layer-benchmarks" in sys.argv)
+    rows = fit_rows(layer_benchmarks="--hold-out-layer-benchmarks" not in sys.argv)
     test_rows = speed_rows().drop(rows.index)
+    if "--threshold-grid" in sys.argv:
+        threshold_grid(rows, test_rows)
+        return 0
     before = percent(log_errors(stored_values(), rows))
     fitted = fit(rows)
     after = percent(log_errors(fitted, rows))

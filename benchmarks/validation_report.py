@@ -17,9 +17,9 @@ fitted, and so refitted here:
 - throughput, iteration_time, scaling_efficiency, time_to_train: the compute model's
   shared efficiency constants (tensor-core GEMM fraction, convolution fractions,
   Winograd reduction; data/calibration/defaults.toml), fitted by
-  benchmarks/compute_fit.py to the single-GPU training-step rows (throughput and
-  iteration time; the forward+backward layer benchmarks are held out of that fit, so
-  their LOSO error is the plain error). A source holding some of those rows is
+  benchmarks/compute_fit.py to the single-GPU speed rows (throughput and iteration
+  time, training steps and layer benchmarks; the Winograd threshold, chosen on a grid,
+  stays fixed in the refits). A source holding some of those rows is
   predicted, all its quantities, with the constants refitted on the other sources' rows.
   Nothing else in these predictions is fitted to this file: the other compute constants
   are datasheet derating, the NCCL constants come from nccl-tests sources only, and the
@@ -69,7 +69,7 @@ def publication(source: str) -> str:
 
 def loso_engine(table: pd.DataFrame, plain: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
     """Engine quantities: the compute constants of benchmarks/compute_fit.py refitted on
-    the single-GPU training-step rows of every publication but one, and the jitter sigma of
+    the single-GPU speed rows of every publication but one, and the jitter sigma of
     benchmarks/jitter_fit.py on its multi-GPU rows, that publication predicted."""
     notes = []
     fitting = compute_fit.fit_rows(table)
@@ -90,7 +90,7 @@ def loso_engine(table: pd.DataFrame, plain: pd.DataFrame) -> tuple[dict[str, flo
         if len(kept) < len(fitting):
             values = compute_fit.fit(kept)
             refits.append(f"compute constants refitted on the other {len(kept)} single-GPU "
-                          "step rows: " + ", ".join(
+                          "speed rows: " + ", ".join(
                               f"{'.'.join(path[1:])}={value:.3g}"
                               for (path, _, _), value in zip(compute_fit.PARAMETERS, values,
                                                              strict=True)))

@@ -223,6 +223,10 @@ class ComputeConstants:
     #: direct convolution counts, for 3x3 stride-1 convolutions on SIMT units (see
     #: :func:`winograd_eligible`); 1 runs every convolution as an implicit GEMM.
     winograd_reduction: float = 1.0
+    #: Output pixels a Winograd-eligible convolution needs in one batch (batch x output
+    #: height x width) before cuDNN's autotuner picks a Winograd algorithm over the
+    #: implicit-GEMM one; smaller layers run direct. 0 lets every eligible layer use it.
+    winograd_min_pixels: float = 0.0
     #: Output columns (GEMM n: output channels, output features) one thread-block tile
     #: of a matrix kernel covers; a layer whose n is not a multiple wastes the rest of
     #: its last tile. 1 leaves tile quantization out.
@@ -253,6 +257,8 @@ class ComputeConstants:
                            maximum=1.0, exclusive_minimum=True)
         require_number("calibration.winograd_reduction", self.winograd_reduction,
                        minimum=1.0)
+        require_number("calibration.winograd_min_pixels", self.winograd_min_pixels,
+                       minimum=0.0)
         require_int("calibration.tile_n", self.tile_n, minimum=1)
         object.__setattr__(self, "iteration_overhead_s",
                            MappingProxyType(dict(self.iteration_overhead_s)))
@@ -346,6 +352,9 @@ def default_constants(gpu: GPUSpec, table: Mapping[str, Any] | None = None
         winograd_reduction=require_number(
             f"{where}: gemm.simt.winograd_reduction",
             table.get("gemm", {}).get("simt", {}).get("winograd_reduction"), minimum=1.0),
+        winograd_min_pixels=require_number(
+            f"{where}: gemm.simt.winograd_min_pixels",
+            table.get("gemm", {}).get("simt", {}).get("winograd_min_pixels"), minimum=0.0),
         iteration_overhead_s=iteration_overheads_s(table),
         source=where,
     )
@@ -428,6 +437,7 @@ def constants_from_calibration(gpu: GPUSpec, calibration: Mapping[str, Any],
         or value("memory_bandwidth_Bps"),
         conv_fraction_of_gemm=defaults.conv_fraction_of_gemm,
         winograd_reduction=defaults.winograd_reduction,
+        winograd_min_pixels=defaults.winograd_min_pixels,
         iteration_overhead_s=defaults.iteration_overhead_s,
         tile_n=defaults.tile_n,
         source=source,
@@ -495,6 +505,18 @@ def winograd_eligible(layer: Layer) -> bool:
     """A convolution cuDNN can run with Winograd's minimal filtering (Lavin & Gray 2016)
     or an FFT: a 3x3 or 5x5 filter at stride 1."""
     return layer.kind == "conv" and layer.kernel in FAST_CONV_KERNELS and layer.stride == 1
+
+
+def runs_winograd(layer: Layer, batch_size: int, constants: ComputeConstants) -> bool:
+    """Whether an autotuned cuDNN runs this layer with a Winograd algorithm: an eligible
+    filter, and enough output pixels in the batch (``winograd_min_pixels``). Winograd
+    turns the output into tiles and runs one batched GEMM per transformed point over
+    them; on a small feature map at a small batch those GEMMs are too short to pay for
+    the transforms, and the implicit-GEMM direct convolution is faster."""
+    if not winograd_eligible(layer):
+        return False
+    pixels = batch_size * layer.gemm[0] if layer.gemm is not None else math.inf
+    return pixels >= constants.winograd_min_pixels
 
 
 def tile_quantization(columns: int, tile_n: int) -> float:
@@ -581,7 +603,7 @@ def layer_times(workload: Workload, gpu: GPUSpec, batch_size: int, precision: st
                           + layer.params * element_bytes)
             is_conv = layer.kind == "conv"
             flop = layer.forward_flops
-            if unit == "simt" and winograd_eligible(spec):
+            if unit == "simt" and runs_winograd(spec, batch_size, constants):
                 # The transforms are memory-side work; the roofline's bytes keep them.
                 flop /= constants.winograd_reduction
             scale = constants.conv_fraction(unit) if is_conv else 1.0

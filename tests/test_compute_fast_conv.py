@@ -58,6 +58,22 @@ def test_fp32_3x3_and_5x5_stride_1_convolutions_do_fewer_multiplies_on_simt():
         assert times.loc[name, "backward_weight_s"] == pytest.approx(expected, rel=1e-9)
 
 
+@pytest.mark.parametrize(("batch", "winograd"), [(1, False), (2, False), (3, True), (16, True)])
+def test_winograd_needs_enough_output_pixels_in_the_batch(batch, winograd):
+    # 3136 output pixels per image against a threshold of 7000 per batch: 2 images
+    # (6272) run direct, 3 (9408) run Winograd.
+    layer = conv("w3x3", 3136, 128, 128, (3, 3))
+    fixed = constants(winograd_min_pixels=7000)
+    assert compute.runs_winograd(layer, batch, fixed) is winograd
+    times = compute.layer_times(net(conv("stem", 3136, 128, 64, (1, 1)), layer), P100, batch,
+                                "fp32", fixed)
+    reduction = 2.5 if winograd else 1.0
+    expected = batch * layer.forward_flops / reduction / (10.6e12 * 0.8 * 0.5)
+    assert times.loc[1, "forward_s"] == pytest.approx(expected, rel=1e-9)
+    # Ineligible filters never run it, whatever the batch.
+    assert not compute.runs_winograd(conv("pointwise", 3136, 128, 128, (1, 1)), 64, fixed)
+
+
 def test_tensor_core_convolutions_run_every_filter_as_implicit_gemm():
     batch = 16
     times = compute.layer_times(net(*SHAPES), A100, batch, "fp16", constants(),
@@ -108,6 +124,7 @@ def test_default_winograd_makes_vgg16_fp32_faster_than_the_gemm_rate_allows():
 
 @pytest.mark.parametrize(("overrides", "field"), [
     ({"winograd_reduction": 0.5}, "calibration.winograd_reduction"),
+    ({"winograd_min_pixels": -1.0}, "calibration.winograd_min_pixels"),
     ({"tile_n": 0}, "calibration.tile_n"),
     ({"conv_fraction_of_gemm": {"simt": 1.5}}, "calibration.conv_fraction_of_gemm.simt"),
     ({"conv_fraction_of_gemm": {"matrix": 0.5}}, "calibration.conv_fraction_of_gemm"),

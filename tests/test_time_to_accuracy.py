@@ -191,13 +191,13 @@ def test_cli_predict_table(capsys):
 def test_a_frameworks_host_time_is_reported_inside_compute(capsys):
     from models import compute
 
-    overhead_s = compute.defaults_table()["iteration_overhead_ms"]["tensorflow"] * 1e-3
-    scenario = load_scenario("default", ["run.iterations=5", "workload.framework=tensorflow"])
+    overhead_s = compute.defaults_table()["iteration_overhead_ms"]["mxnet-module"] * 1e-3
+    scenario = load_scenario("default", ["run.iterations=5", "workload.framework=mxnet-module"])
     summary = predict(scenario).summary()
     assert summary["host_overhead_s"] == pytest.approx(overhead_s) and overhead_s > 0
     assert summary["iteration_time_breakdown_s"]["compute"] > overhead_s
     assert main(["predict", "--set", "run.iterations=5", "--set",
-                 "workload.framework=tensorflow"]) == 0
+                 "workload.framework=mxnet-module"]) == 0
     assert "framework host time" in capsys.readouterr().out
 
 
