@@ -120,7 +120,8 @@ def is_layer_benchmark(rows: pd.DataFrame) -> pd.Series:
     """Rows that timed forward and backward passes only (``phases`` column)."""
     if "phases" not in rows.columns:
         return pd.Series(False, index=rows.index)
-    return rows["phases"].fillna("step").astype(str).str.strip().isin(["forward+backward"])
+    timed = rows["phases"].fillna("step").astype(str).str.strip()
+    return timed.isin([phases for phases in validation.PHASES if phases != "step"])
 
 
 def fit_rows(table: pd.DataFrame | None = None, layer_benchmarks: bool = True
