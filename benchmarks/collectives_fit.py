@@ -2,9 +2,17 @@
 
     PYTHONPATH=. python benchmarks/collectives_fit.py
 
-Rows: ``allreduce_busbw`` rows of data/validation/published.csv. The fit uses the h100-sxm
-rows only (n01-n33: one-node 8x H100 SXM sweeps and two-node 16x H100 over InfiniBand
-NDR); the h200-sxm rows (p49-p53) stay out of sample and are only predicted.
+Rows: ``allreduce_busbw`` rows of data/validation/published.csv. Each intra-node link with
+fitted constants has its fitting GPU, and only that GPU's rows enter its fit:
+
+  nvlink4  h100-sxm rows (n01-n33: one-node 8x H100 SXM sweeps and two-node 16x H100
+           over InfiniBand NDR); the h200-sxm rows (p49-p53) stay out of sample and are
+           only predicted.
+  nvlink3  a100 rows (c15, c16, c26-c41: one-node 8x A100 SXM4 sweeps on Azure ND A100 v4
+           and Oracle BM.GPU4.8, and a two-node run that no fitted constant reaches).
+
+V100 (nvlink2) rows are predicted, never fitted: the only medium-size V100 sweep (c17-c24,
+2019) predates NCCL 2.5, whose LL128 protocol and tuner today's NCCL runs.
 
 Which (algorithm, protocol) pair a row ran is NCCL's tuner decision
 (``collectives.nccl_selection``), which depends on none of the fitted constants; each row
@@ -14,14 +22,16 @@ link, network link) and per NCCL algorithm/protocol, never per row:
   nvlink4 ring/LL      latency_us, bus_efficiency
   nvlink4 NVLS         launch_us, pipeline_depth, efficiency, step_overhead_us
   nvlink4 NVLS tree    latency_us, efficiency      (per network link: ib-ndr)
+  nvlink3 ring/LL, ring/LL128, ring/Simple   latency_us, bus_efficiency
 
 Residuals are log(predicted / measured busbw), each source weighted equally, with a weak
 pull towards physical priors (NCCL's own latencies and efficiencies) so that a constant
 no row constrains (in leave-one-source-out) stays at its prior instead of wandering.
 
 Prints the fitted constants (as they go into data/hardware/collectives.toml), the signed
-error of every fitting row, of the out-of-sample rows, and the leave-one-source-out
-errors: each source predicted by a fit to the others.
+error of every fitting row, of the out-of-sample rows, the straight line the 2019 V100
+sweep's Simple-ring sizes fall on (what its NCCL 2.4 charged per all-reduce), and the
+leave-one-source-out errors: each source predicted by a fit to the others.
 """
 
 from __future__ import annotations
@@ -39,23 +49,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import collectives as c  # noqa: E402
 from simulator import validation  # noqa: E402
 
-FIT_GPU = "h100-sxm"
-INTRA = "nvlink4"
+#: Intra-node link -> the GPUs whose rows fit its constants.
+FIT_GPUS = {"nvlink4": ("h100-sxm",), "nvlink3": ("a100-sxm4-40gb", "a100-sxm4-80gb")}
 NET = "ib-ndr"
 
-#: (group, key, prior, prior weight in log units). Priors: NCCL's own figures where it has
-#: one (LL latency 15 us and LL capped at 141 GB/s of the 450 GB/s NVLink4; nvlsEfficiency
-#: 0.85 of the 0.875 the link catalog expects of bulk transfers; NVLS tree latency 67 us),
-#: two pipeline stages (reduce, then multicast) for NVLS.
+#: (link, group, key, prior, prior weight in log units). Priors: NCCL's own figures where
+#: it has one. NVLink4: LL latency 15 us and LL capped at 141 GB/s of the 450 GB/s link;
+#: nvlsEfficiency 0.85 of the 0.875 the link catalog expects of bulk transfers; NVLS tree
+#: latency 67 us; two pipeline stages (reduce, then multicast) for NVLS. NVLink3 (8 ranks,
+#: 14 ring steps): LL 6.6 + 14 x 0.6 us and capped at 87.7 of 300 GB/s; LL128 14 + 14 x 1.9
+#: us at 0.92 of the link's 0.78; Simple 8.4 + 14 x 3.4 us at the link's 0.78.
 PARAMETERS = (
-    ("ring_ll", "latency_us", 15.0, 0.05),
-    ("ring_ll", "bus_efficiency", 141.0 / 450.0, 0.05),
-    ("nvls", "launch_us", 5.0, 0.05),
-    ("nvls", "pipeline_depth", 2.0, 0.05),
-    ("nvls", "efficiency", 0.85 * 0.875, 0.05),
-    ("nvls", "step_overhead_us", 4.0, 0.05),
-    ("nvls_tree", "latency_us", 67.0, 0.05),
-    ("nvls_tree", "efficiency", 0.85, 0.05),
+    ("nvlink4", "ring_ll", "latency_us", 15.0, 0.05),
+    ("nvlink4", "ring_ll", "bus_efficiency", 141.0 / 450.0, 0.05),
+    ("nvlink4", "nvls", "launch_us", 5.0, 0.05),
+    ("nvlink4", "nvls", "pipeline_depth", 2.0, 0.05),
+    ("nvlink4", "nvls", "efficiency", 0.85 * 0.875, 0.05),
+    ("nvlink4", "nvls", "step_overhead_us", 4.0, 0.05),
+    ("nvlink4", "nvls_tree", "latency_us", 67.0, 0.05),
+    ("nvlink4", "nvls_tree", "efficiency", 0.85, 0.05),
+    ("nvlink3", "ring_ll", "latency_us", 15.0, 0.05),
+    ("nvlink3", "ring_ll", "bus_efficiency", 87.7 / 300.0, 0.05),
+    ("nvlink3", "ring_ll128", "latency_us", 40.6, 0.05),
+    ("nvlink3", "ring_ll128", "bus_efficiency", 0.92 * 0.78, 0.05),
+    ("nvlink3", "ring_simple", "latency_us", 56.0, 0.05),
+    ("nvlink3", "ring_simple", "bus_efficiency", 0.78, 0.05),
 )
 
 
@@ -82,16 +100,18 @@ def load_rows() -> list[Row]:
             id=record["id"], publication=str(record["source"]).split(" — ")[0],
             cluster=cluster, size=size, measured_GBps=float(record["value"]),
             pair=c.nccl_selection("allreduce", size, cluster),
-            in_sample=record["gpu"] == FIT_GPU))
+            in_sample=record["gpu"] in FIT_GPUS.get(record["intra_link"], ())))
     return rows
 
 
 def constants_from(theta: np.ndarray) -> dict:
-    table = {"ring_ll": {}, "nvls": {}, "nvls_tree": {NET: {}}}
-    for (group, key, _, _), value in zip(PARAMETERS, np.exp(theta), strict=True):
-        target = table["nvls_tree"][NET] if group == "nvls_tree" else table[group]
+    table: dict = {}
+    for (link, group, key, _, _), value in zip(PARAMETERS, np.exp(theta), strict=True):
+        target = table.setdefault(link, {}).setdefault(group, {})
+        if group == "nvls_tree":
+            target = target.setdefault(NET, {})
         target[key] = float(value)
-    return {INTRA: table}
+    return table
 
 
 def predict_GBps(row: Row, constants: dict | None) -> float:
@@ -106,7 +126,7 @@ def fit(rows: list[Row]) -> dict:
     for row in rows:
         per_source[row.publication] = per_source.get(row.publication, 0) + 1
     weights = np.array([1.0 / math.sqrt(per_source[row.publication]) for row in rows])
-    priors = np.log([prior for _, _, prior, _ in PARAMETERS])
+    priors = np.log([prior for *_, prior, _ in PARAMETERS])
     prior_weights = np.array([w for *_, w in PARAMETERS])
 
     def residuals(theta: np.ndarray) -> np.ndarray:
@@ -137,16 +157,36 @@ def report(title: str, rows: list[Row], constants: dict | None) -> list[float]:
 
 
 def print_constants(constants: dict) -> None:
-    table = constants[INTRA]
-    print(f"[achieved.{INTRA}.ring_ll]")
-    for key, value in table["ring_ll"].items():
-        print(f"{key} = {value:.4g}")
-    print(f"\n[achieved.{INTRA}.nvls]")
-    for key, value in table["nvls"].items():
-        print(f"{key} = {value:.4g}")
-    print(f"\n[achieved.{INTRA}.nvls_tree.{NET}]")
-    for key, value in table["nvls_tree"][NET].items():
-        print(f"{key} = {value:.4g}")
+    for link, table in constants.items():
+        for group, values in table.items():
+            if group == "nvls_tree":
+                for net, fitted in values.items():
+                    print(f"[achieved.{link}.nvls_tree.{net}]")
+                    for key, value in fitted.items():
+                        print(f"{key} = {value:.4g}")
+                    print()
+                continue
+            print(f"[achieved.{link}.{group}]")
+            for key, value in values.items():
+                print(f"{key} = {value:.4g}")
+            print()
+
+
+#: The 2019 V100 sweep's sizes that NCCL 2.4 ran as a Simple ring (above its LL threshold
+#: of 128 KiB per channel), for the straight-line check below.
+V100_2019_SIMPLE_IDS = ("c18", "c19", "c20", "c21", "c22", "c23", "c24")
+
+
+def line_through(rows: list[Row]) -> tuple[float, float, float]:
+    """Least-squares t = latency + 2(p-1)/p * n / busbw through measured times: the
+    (latency us, busbw GB/s, largest relative deviation) of the line."""
+    p = rows[0].cluster.world_size
+    factor = c.BUSBW_FACTORS["allreduce"](p)
+    sizes = np.array([row.size for row in rows])
+    times = factor * sizes / (np.array([row.measured_GBps for row in rows]) * 1e9)
+    slope, intercept = np.polyfit(factor * sizes, times, 1, w=1.0 / times)
+    fitted = intercept + slope * factor * sizes
+    return intercept * 1e6, 1e-9 / slope, float(np.max(np.abs(fitted / times - 1.0)))
 
 
 def main() -> None:
@@ -160,9 +200,17 @@ def main() -> None:
     print("\nStored in collectives.toml:\n")
     print_constants(stored)
 
-    report(f"Fitting rows ({FIT_GPU}), stored constants", fitting, None)
-    report("Out of sample (H200 rows, never fitted), stored constants", held_out, None)
+    report("Fitting rows (H100 and A100), stored constants", fitting, None)
+    report("Out of sample (H200 and V100 rows, never fitted), stored constants", held_out,
+           None)
     report("Out of sample, constants fitted just now", held_out, constants)
+
+    simple_2019 = [row for row in held_out if row.id in V100_2019_SIMPLE_IDS]
+    latency, busbw, worst = line_through(simple_2019)
+    print(f"\nV100 2019 sweep, 2-128 MB (NCCL 2.4: Simple ring, no LL128): measured times on "
+          f"a line of {latency:.1f} us + n at {busbw:.1f} GB/s busbw, within "
+          f"{100 * worst:.1f}%; NCCL 2.5's first tuning table charged a Simple ring of 8 ranks "
+          f"8.4 + 14 x 5.7 = {8.4 + 14 * 5.7:.1f} us")
 
     print("\nLeave one source out: each source predicted by a fit to the others")
     loso = []
@@ -171,8 +219,9 @@ def main() -> None:
         mine = [row for row in fitting if row.publication == publication]
         constants = fit(others)
         loso += report(f"- held out: {publication}", mine, constants)
-        worst = max(abs(error_pct(row, constants)) for row in held_out)
-        print(f"  (this fit on the H200 rows: max |error| {worst:.1f}%)")
+        worst = max(abs(error_pct(row, constants)) for row in held_out
+                    if row.cluster.intra_link.id in FIT_GPUS)
+        print(f"  (this fit on the out-of-sample rows: max |error| {worst:.1f}%)")
     absolute = np.abs(loso)
     print(f"\nLeave-one-source-out overall: median |error| {np.median(absolute):.1f}%, "
           f"max |error| {absolute.max():.1f}%")

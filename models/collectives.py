@@ -577,8 +577,8 @@ def _fitted(cluster: ClusterSpec, algorithm: str, protocol: str,
             constants: dict[str, Any] | None) -> dict[str, float] | None:
     table = (achieved_constants() if constants is None else constants).get(
         cluster.intra_link.id, {})
-    if algorithm == "ring" and protocol == "ll" and cluster.nodes == 1:
-        return table.get("ring_ll")
+    if algorithm == "ring" and cluster.nodes == 1:
+        return table.get(f"ring_{protocol}")
     if algorithm == "nvls" and cluster.nodes == 1:
         return table.get("nvls")
     if algorithm == "nvls_tree":
@@ -612,8 +612,8 @@ def achieved_time_s(collective: str, pair: tuple[str, str], size_bytes, cluster:
     link = cluster.intra_link.bandwidth_Bps
     if algorithm == "ring":
         threads = _constants()["threads"]
-        saturation = (nccl_graph(cluster).channels * threads["ll_threads"]
-                      * threads["ll_threshold_bytes"] * p)
+        saturation = (nccl_graph(cluster).channels * threads[f"{protocol}_threads"]
+                      * threads[f"{protocol}_threshold_bytes"] * p)
         bus = fit["bus_efficiency"] * link
         return fit["latency_us"] * 1e-6 + BUSBW_FACTORS["allreduce"](p) * max(n, saturation) / bus
     if algorithm == "nvls":

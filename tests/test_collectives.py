@@ -234,6 +234,29 @@ def test_nvls_achieved_time_is_the_pipeline_closed_form():
         expected)
 
 
+@pytest.mark.parametrize("protocol, size", [("ll", 2 * MiB), ("ll128", 16 * MiB),
+                                            ("simple", 1024 * MiB)])
+def test_a100_ring_achieved_time_is_the_fitted_closed_form(protocol, size):
+    cluster = catalog.cluster("a100-sxm4-80gb", 1, 8, "nvlink3")
+    fit = c.achieved_constants()["nvlink3"][f"ring_{protocol}"]
+    threads = c._constants()["threads"]
+    saturation = 16 * threads[f"{protocol}_threads"] * threads[f"{protocol}_threshold_bytes"] * 8
+    bus = fit["bus_efficiency"] * 300e9
+    expected = fit["latency_us"] * 1e-6 + 2 * 7 / 8 * max(size, saturation) / bus
+    assert c.achieved_time_s("allreduce", ("ring", protocol), size, cluster) == pytest.approx(
+        expected, rel=1e-12)
+
+
+def test_a100_medium_all_reduce_is_slower_than_nccls_own_model():
+    # Azure ND A100 v4 (NCCL 2.18.5): 16 MiB in-place all-reduce at 109.22 GB/s busbw,
+    # where NCCL's tuner credits LL128 with 0.92 of the link.
+    cluster = catalog.cluster("a100-sxm4-80gb", 1, 8, "nvlink3")
+    n = 16 * MiB
+    assert c.nccl_selection("allreduce", n, cluster) == ("ring", "ll128")
+    busbw = c.predict_allreduce_busbw_Bps(n, cluster) / 1e9
+    assert busbw == pytest.approx(109.22, rel=0.05)
+
+
 def test_nvls_only_on_nvswitch_sharp_systems():
     assert ("nvls", "simple") in c.nccl_candidate_times_s("allreduce", MiB, h200_node())
     nvlink2 = catalog.cluster("v100-sxm2", 1, 8, "nvlink2")
@@ -429,8 +452,8 @@ def test_published_rows_match_the_validation_file():
         assert float(row["value"]) in TWO_NODE_H100_BUSBW_GBps[int(row["message_bytes"])]
 
 
-def test_achieved_constants_are_not_fitted_to_h200_rows():
-    # The fit script takes its rows by GPU: H200 rows must stay out of it.
+def test_achieved_constants_are_not_fitted_to_h200_or_v100_rows():
+    # The fit script takes its rows by GPU: H200 and V100 rows must stay out of it.
     import importlib.util
     import sys
 
@@ -442,7 +465,9 @@ def test_achieved_constants_are_not_fitted_to_h200_rows():
     rows = module.load_rows()
     fitted = {row.id for row in rows if row.in_sample}
     assert {"p49", "p50", "p51", "p52", "p53"}.isdisjoint(fitted)
-    assert len(fitted) == 33
+    assert not any(row.cluster.gpu.id == "v100-sxm2" for row in rows if row.in_sample)
+    assert sum(row.cluster.gpu.id == "h100-sxm" for row in rows if row.in_sample) == 33
+    assert sum(row.cluster.gpu.id.startswith("a100") for row in rows if row.in_sample) == 18
 
 
 # ---------------------------------------------------------------- bad input
