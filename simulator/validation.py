@@ -198,9 +198,9 @@ ENGINE_ITERATIONS = 20
 #: clusters rather than of a row; 0 turns the jitter off. Fitted by
 #: ``python benchmarks/jitter_fit.py`` (soft-L1 loss on log errors, grid step 0.005)
 #: to the multi-GPU rows of data/validation/published.csv that measure scaling:
-#: throughput with gpus_total > 1 and scaling_efficiency (154 rows, 19 publications;
+#: throughput with gpus_total > 1 and scaling_efficiency (160 rows, 20 publications;
 #: leave-one-publication-out refits give 0.035-0.045).
-COMPUTE_JITTER_SIGMA = 0.045
+COMPUTE_JITTER_SIGMA = 0.040
 #: Iterations of a run with jitter: enough for the mean over the noise to settle (on
 #: 8 GPUs at sigma 0.1 the mean wait for the slowest worker comes within about 2% of
 #: its expectation, :func:`simulator.stragglers.expected_max`; 50 steps miss by 10%).

@@ -467,7 +467,9 @@ def test_achieved_constants_are_not_fitted_to_h200_or_v100_rows():
     assert {"p49", "p50", "p51", "p52", "p53"}.isdisjoint(fitted)
     assert not any(row.cluster.gpu.id == "v100-sxm2" for row in rows if row.in_sample)
     assert sum(row.cluster.gpu.id == "h100-sxm" for row in rows if row.in_sample) == 33
-    assert sum(row.cluster.gpu.id.startswith("a100") for row in rows if row.in_sample) == 18
+    assert sum(row.cluster.gpu.id.startswith("a100") for row in rows if row.in_sample) == 17
+    assert not any(row.cluster.nodes > 1 for row in rows
+                   if row.in_sample and row.cluster.gpu.id.startswith("a100"))
 
 
 # ---------------------------------------------------------------- bad input
