@@ -118,7 +118,7 @@ def loso_busbw(plain: pd.DataFrame) -> tuple[dict[str, float], list[str]]:
         for row in mine:
             errors[row.id] = collectives_fit.error_pct(row, constants)
         notes.append(f"held out {held_out[:70]}: NCCL achieved-time constants refitted on "
-                     f"the other {len(fitting) - len(mine)} h100-sxm rows")
+                     f"the other {len(fitting) - len(mine)} H100 and A100 rows")
     return errors, notes
 
 
